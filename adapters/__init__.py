@@ -1,0 +1,1 @@
+"""Adapters: one package per outside thing. Only handlers/bootstrap.py imports them."""

@@ -1,0 +1,83 @@
+"""Claude Code: the `claude` CLI in stream-json mode, on whatever ProcessRunner it is given."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Mapping, Sequence
+
+from adapters.claude_code.stream_json import StreamJsonParser
+from domain.lines import LineDecoder
+from domain.model import AgentEvent, AgentRequest, Capabilities, OutputEvent, OutputType
+from ports.process_runner import AgentProcess, ProcessRunner
+
+INSTALL_HINT = (
+    "install it with `npm install -g @anthropic-ai/claude-code` or set "
+    "AGENT_GATEWAY_CLAUDE_COMMAND to its path"
+)
+
+
+class ClaudeCodeAgent:
+    """CodeAgent for the Claude Code CLI. The prompt travels as one argv element."""
+
+    def __init__(
+        self,
+        runner: ProcessRunner,
+        command: Sequence[str],
+        env: Mapping[str, str],
+        permission_mode: str = "bypassPermissions",
+    ) -> None:
+        self._runner = runner
+        self._command = list(command)
+        self._env = dict(env)
+        self._permission_mode = permission_mode
+        self._processes: dict[str, AgentProcess] = {}
+
+    def build_argv(self, request: AgentRequest) -> list[str]:
+        argv = [*self._command, "-p", request.prompt, "--output-format", "stream-json"]
+        argv += ["--verbose", "--include-partial-messages"]
+        argv += ["--permission-mode", self._permission_mode]
+        if request.session_id:
+            argv += ["--resume", request.session_id]
+        if request.model:
+            argv += ["--model", request.model]
+        return argv
+
+    def capabilities(self) -> Capabilities:
+        problem = self._runner.check(self._command[0])
+        return Capabilities(
+            available=problem is None,
+            detail=f"{problem}; {INSTALL_HINT}" if problem else f"runs {self._command[0]!r}",
+            streaming=True,
+            resume=True,
+            cancel=True,
+            token_usage=True,
+        )
+
+    async def execute(self, run_id: str, request: AgentRequest) -> AsyncGenerator[AgentEvent, None]:
+        env = dict(self._env)
+        if self._permission_mode == "bypassPermissions":
+            env.setdefault("IS_SANDBOX", "1")  # else refused as root; the pod is the sandbox
+        process = await self._runner.start(request.project_id, self.build_argv(request), env)
+        self._processes[run_id] = process
+        parser = StreamJsonParser()
+        stderr = LineDecoder()
+        try:
+            async for channel, chunk in process.output():
+                if channel == "stdout":
+                    for event in parser.feed(chunk):
+                        yield event
+                else:
+                    for line in stderr.feed(chunk):
+                        yield OutputEvent(OutputType.STDERR, line)
+            for event in parser.finish():
+                yield event
+            for line in stderr.finish():
+                yield OutputEvent(OutputType.STDERR, line)
+            yield parser.agent_result(await process.wait())
+        finally:
+            self._processes.pop(run_id, None)
+            await process.stop()  # also kills what the agent left behind
+
+    async def cancel(self, run_id: str) -> None:
+        process = self._processes.get(run_id)
+        if process is not None:
+            await process.stop()

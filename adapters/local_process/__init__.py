@@ -1,0 +1,3 @@
+from adapters.local_process.runner import LocalProcessRunner
+
+__all__ = ["LocalProcessRunner"]

@@ -1,0 +1,143 @@
+"""The embedded event hub: every stream lives in this process's memory."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field
+
+from domain.errors import StreamNotFound, SubscriberTooSlow
+from domain.model import GapEvent, SequencedEvent, StreamEvent
+
+
+@dataclass(eq=False, slots=True)
+class _Subscriber:
+    pending: list[SequencedEvent] = field(default_factory=list)
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    too_slow: bool = False
+
+
+@dataclass(eq=False, slots=True)
+class _Stream:
+    events: deque[SequencedEvent]
+    next_seq: int = 1
+    subscribers: set[_Subscriber] = field(default_factory=set)
+    closed_at: float | None = None
+
+
+class MemoryEventHub:
+    """EventHub in process memory.
+
+    Each stream retains its last `retain_events` events; a subscriber's undelivered backlog is
+    bounded by `max_pending` and a subscriber past it is dropped (SubscriberTooSlow) instead of
+    blocking the publisher. Closed streams are evicted `retention_s` after they closed.
+
+    Every method runs on the event loop and none awaits between reading and changing a
+    stream, so subscribe-and-replay is atomic with respect to publish."""
+
+    def __init__(
+        self,
+        retain_events: int = 10_000,
+        max_pending: int = 10_000,
+        retention_s: float = 3600.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._retain_events = retain_events
+        self._max_pending = max_pending
+        self._retention_s = retention_s
+        self._monotonic = monotonic
+        self._streams: dict[str, _Stream] = {}
+
+    async def create(self, stream_id: str) -> None:
+        self._evict_expired()
+        self._streams.setdefault(stream_id, _Stream(deque(maxlen=self._retain_events)))
+
+    async def exists(self, stream_id: str) -> bool:
+        self._evict_expired()
+        return stream_id in self._streams
+
+    async def publish(self, stream_id: str, event: StreamEvent) -> int:
+        stream = self._get(stream_id)
+        if stream.closed_at is not None:
+            raise ValueError(f"stream {stream_id} is closed")
+        sequenced = SequencedEvent(stream.next_seq, event)
+        stream.next_seq += 1
+        stream.events.append(sequenced)
+        for subscriber in stream.subscribers:
+            if subscriber.too_slow:
+                continue
+            if len(subscriber.pending) >= self._max_pending:
+                subscriber.too_slow = True
+                subscriber.pending = []  # free it now; the subscriber resumes from its last seq
+            else:
+                subscriber.pending.append(sequenced)
+            subscriber.wakeup.set()
+        return sequenced.seq
+
+    async def close(self, stream_id: str) -> None:
+        stream = self._get(stream_id)
+        if stream.closed_at is None:
+            stream.closed_at = self._monotonic()
+            for subscriber in stream.subscribers:
+                subscriber.wakeup.set()
+
+    def subscribe(
+        self, stream_id: str, after_seq: int = 0
+    ) -> AsyncGenerator[list[SequencedEvent], None]:
+        stream = self._get(stream_id)
+        # Snapshot the backlog and register in the same step: nothing published in between.
+        backlog = self._backlog(stream, after_seq)
+        subscriber = _Subscriber()
+        if stream.closed_at is None:
+            stream.subscribers.add(subscriber)
+        return self._deliver(stream, subscriber, backlog)
+
+    async def _deliver(
+        self, stream: _Stream, subscriber: _Subscriber, backlog: list[SequencedEvent]
+    ) -> AsyncGenerator[list[SequencedEvent], None]:
+        try:
+            if backlog:
+                yield backlog
+            while True:
+                if subscriber.too_slow:
+                    raise SubscriberTooSlow()
+                if subscriber.pending:
+                    batch, subscriber.pending = subscriber.pending, []
+                    yield batch
+                    continue
+                if stream.closed_at is not None:
+                    return
+                subscriber.wakeup.clear()
+                await subscriber.wakeup.wait()
+        finally:
+            stream.subscribers.discard(subscriber)
+
+    def _backlog(self, stream: _Stream, after_seq: int) -> list[SequencedEvent]:
+        if not stream.events:
+            return []
+        first = stream.events[0].seq
+        if after_seq + 1 >= first:
+            start = after_seq + 1 - first
+            return [stream.events[i] for i in range(start, len(stream.events))]
+        # Asked for events no longer retained: say so, with an id that resumes correctly.
+        gap = SequencedEvent(first - 1, GapEvent(first_available=first))
+        return [gap, *stream.events]
+
+    def _get(self, stream_id: str) -> _Stream:
+        self._evict_expired()
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            raise StreamNotFound("-", stream_id)
+        return stream
+
+    def _evict_expired(self) -> None:
+        deadline = self._monotonic() - self._retention_s
+        expired = [
+            stream_id
+            for stream_id, stream in self._streams.items()
+            if stream.closed_at is not None and stream.closed_at <= deadline
+        ]
+        for stream_id in expired:
+            del self._streams[stream_id]

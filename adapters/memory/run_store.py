@@ -1,0 +1,46 @@
+"""Run records in process memory; lost on restart (the README says so)."""
+
+from __future__ import annotations
+
+from domain.model import Run
+
+
+class MemoryRunStore:
+    """RunStore in memory, keeping at most `max_runs_per_project` records per project
+    (the oldest finished ones go first)."""
+
+    def __init__(self, max_runs_per_project: int = 1000) -> None:
+        self._max_runs = max_runs_per_project
+        self._runs: dict[str, Run] = {}
+        self._by_stream: dict[str, str] = {}
+        self._by_project: dict[str, list[str]] = {}  # run ids, oldest first
+
+    async def save(self, run: Run) -> None:
+        is_new = run.run_id not in self._runs
+        self._runs[run.run_id] = run
+        if is_new:
+            self._by_stream[run.stream_id] = run.run_id
+            project_runs = self._by_project.setdefault(run.project_id, [])
+            project_runs.append(run.run_id)
+            self._trim(project_runs)
+
+    async def get(self, run_id: str) -> Run | None:
+        return self._runs.get(run_id)
+
+    async def find_by_stream(self, stream_id: str) -> Run | None:
+        run_id = self._by_stream.get(stream_id)
+        return self._runs.get(run_id) if run_id else None
+
+    async def list_for_project(self, project_id: str, limit: int = 100) -> list[Run]:
+        runs = [self._runs[run_id] for run_id in self._by_project.get(project_id, [])]
+        runs.sort(key=lambda run: run.created_at, reverse=True)
+        return runs[:limit]
+
+    def _trim(self, project_runs: list[str]) -> None:
+        while len(project_runs) > self._max_runs:
+            victim = next((rid for rid in project_runs if self._runs[rid].status.finished), None)
+            if victim is None:
+                return
+            project_runs.remove(victim)
+            run = self._runs.pop(victim)
+            self._by_stream.pop(run.stream_id, None)

@@ -1,0 +1,1 @@
+"""The gateway's domain: runs, events, validation, providers and use cases (stdlib only)."""

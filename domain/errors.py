@@ -1,0 +1,100 @@
+"""Domain errors. The HTTP layer maps each class to a status code and the contract's error body.
+
+GatewayError
+├── InvalidRequest          bad input (field named)                  -> 422
+│   └── UnknownProvider     lists the known providers
+├── NotFound                                                          -> 404
+│   ├── RunNotFound
+│   └── StreamNotFound
+├── ProviderUnavailable     provider cannot serve now (why)          -> 503
+├── ShuttingDown            the gateway no longer accepts runs       -> 503
+├── LimitExceeded           a configured limit was reached           -> 429
+└── SubscriberTooSlow       a stream reader fell too far behind (the stream ends)
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Root of every error the domain raises on purpose."""
+
+    code = "gateway_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(GatewayError):
+    code = "invalid_request"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class NotFound(GatewayError):
+    code = "not_found"
+
+
+class RunNotFound(NotFound):
+    code = "run_not_found"
+
+    def __init__(self, project_id: str, run_id: str) -> None:
+        super().__init__(f"no run {run_id!r} in project {project_id!r}")
+        self.project_id = project_id
+        self.run_id = run_id
+
+
+class StreamNotFound(NotFound):
+    code = "stream_not_found"
+
+    def __init__(self, project_id: str, stream_id: str) -> None:
+        super().__init__(f"no stream {stream_id!r} in project {project_id!r}")
+        self.project_id = project_id
+        self.stream_id = stream_id
+
+
+class UnknownProvider(InvalidRequest):
+    code = "unknown_provider"
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(
+            "provider", f"unknown provider {name!r}; known providers: {', '.join(known) or 'none'}"
+        )
+        self.name = name
+        self.known = known
+
+
+class ProviderUnavailable(GatewayError):
+    code = "provider_unavailable"
+
+    def __init__(self, provider: str, detail: str) -> None:
+        super().__init__(f"provider {provider!r} is unavailable: {detail}")
+        self.provider = provider
+        self.detail = detail
+
+
+class ShuttingDown(GatewayError):
+    code = "shutting_down"
+
+    def __init__(self) -> None:
+        super().__init__("the gateway is shutting down and accepts no new runs")
+
+
+class LimitExceeded(GatewayError):
+    code = "limit_exceeded"
+
+    def __init__(self, limit: str, message: str, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+
+
+class SubscriberTooSlow(GatewayError):
+    """A subscriber fell too far behind and was dropped; it may resume from its last seq."""
+
+    code = "subscriber_too_slow"
+
+    def __init__(self) -> None:
+        super().__init__("the subscriber fell too far behind and was disconnected")

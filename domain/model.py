@@ -1,0 +1,236 @@
+"""Values of the domain: requests, events, run records, capabilities."""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from domain.errors import InvalidRequest
+
+MAX_PROMPT_BYTES = 1024 * 1024
+MAX_TIMEOUT_S = 86_400
+PROJECT_ID_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+class RunStatus(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (RunStatus.PENDING, RunStatus.RUNNING)
+
+
+class OutputType(enum.StrEnum):
+    TEXT = "text"
+    THINKING = "thinking"
+    TOOL_USE = "tool_use"
+    TOOL_RESULT = "tool_result"
+    SYSTEM = "system"
+    STDOUT = "stdout"
+    STDERR = "stderr"
+    UNPARSED = "unparsed"
+
+
+def validate_project_id(project_id: str) -> str:
+    if not PROJECT_ID_PATTERN.fullmatch(project_id):
+        raise InvalidRequest(
+            "project_id",
+            "must be 1-63 characters of [a-z0-9-], starting and ending with a letter or digit",
+        )
+    return project_id
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRequest:
+    """What a caller asks an agent to do. Construct it with `AgentRequest.create` to validate."""
+
+    project_id: str
+    prompt: str
+    providers: tuple[str, ...] = ()  # empty: the registry's default
+    session_id: str | None = None
+    model: str | None = None
+    timeout_s: int | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def create(
+        cls,
+        project_id: str,
+        prompt: str,
+        providers: str | list[str] | tuple[str, ...] | None = None,
+        session_id: str | None = None,
+        model: str | None = None,
+        timeout_s: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> AgentRequest:
+        validate_project_id(project_id)
+        if not isinstance(prompt, str) or not prompt:
+            raise InvalidRequest("prompt", "is required and must not be empty")
+        if len(prompt.encode("utf-8", "surrogatepass")) > MAX_PROMPT_BYTES:
+            raise InvalidRequest("prompt", f"must be at most {MAX_PROMPT_BYTES} bytes")
+        if timeout_s is not None and not (1 <= timeout_s <= MAX_TIMEOUT_S):
+            raise InvalidRequest("timeout_s", f"must be between 1 and {MAX_TIMEOUT_S}")
+        if isinstance(providers, str):
+            providers = (providers,)
+        chain = tuple(providers or ())
+        if any(not name for name in chain):
+            raise InvalidRequest("provider", "names must not be empty")
+        if session_id is not None and not session_id:
+            raise InvalidRequest("session_id", "must not be empty")
+        return cls(project_id, prompt, chain, session_id, model, timeout_s, dict(metadata or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    available: bool
+    detail: str = ""
+    streaming: bool = False
+    resume: bool = False
+    cancel: bool = False
+    token_usage: bool = False
+    models: tuple[str, ...] = ()
+
+
+# --- events an agent yields ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OutputEvent:
+    """One piece of agent output. `fields` holds the type's extra keys (tool, input, ...)."""
+
+    type: OutputType
+    content: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    raw: Any = None
+
+    def to_data(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"type": str(self.type), "content": self.content, **self.fields}
+        if self.raw is not None:
+            data["raw"] = self.raw
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorEvent:
+    message: str
+    partial_content: str | None = None
+
+    def to_data(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"message": self.message}
+        if self.partial_content is not None:
+            data["partial_content"] = self.partial_content
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class AgentResult:
+    """The last thing an agent yields: how it ended, as far as the agent knows.
+
+    Fields the provider did not report stay None; the run service decides the final status
+    (a cancelled run is cancelled whatever the exit code)."""
+
+    exit_code: int | None = None
+    is_error: bool = False
+    result: str | None = None
+    session_id: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+    error: str | None = None
+
+
+AgentEvent = OutputEvent | ErrorEvent | AgentResult
+
+
+# --- events on a stream -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DoneEvent:
+    status: RunStatus
+    exit_code: int | None
+    duration_ms: int | None
+    result: str | None
+    session_id: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cost_usd: float | None
+    provider: str | None = None
+    error: str | None = None
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "status": str(self.status),
+            "exit_code": self.exit_code,
+            "duration_ms": self.duration_ms,
+            "result": self.result,
+            "session_id": self.session_id,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost_usd": self.cost_usd,
+            "provider": self.provider,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class GapEvent:
+    first_available: int
+
+    def to_data(self) -> dict[str, Any]:
+        return {"first_available": self.first_available}
+
+
+StreamEvent = OutputEvent | ErrorEvent | DoneEvent | GapEvent
+
+
+def event_name(event: StreamEvent) -> str:
+    """The SSE `event:` name of a stream event."""
+    if isinstance(event, OutputEvent):
+        return "output"
+    if isinstance(event, ErrorEvent):
+        return "error"
+    if isinstance(event, DoneEvent):
+        return "done"
+    return "gap"
+
+
+@dataclass(frozen=True, slots=True)
+class SequencedEvent:
+    """A stream event with its per-stream sequence number (the SSE id)."""
+
+    seq: int
+    event: StreamEvent
+
+
+# --- the run record -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    run_id: str
+    project_id: str
+    stream_id: str
+    provider: str
+    status: RunStatus
+    created_at: datetime
+    prompt_bytes: int = 0
+    providers_skipped: tuple[str, ...] = ()
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    session_id: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+    error: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)

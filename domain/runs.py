@@ -1,0 +1,288 @@
+"""Use cases: start a run, follow its stream, cancel it, read run records, shut down.
+
+Every run is driven by one task that owns the agent: it publishes each event the agent
+yields, always ends the stream with exactly one `done`, and saves the final record, also when
+the agent crashes, times out, is cancelled, or the gateway is stopping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import secrets
+import time
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from domain.errors import (
+    ProviderUnavailable,
+    RunNotFound,
+    ShuttingDown,
+    StreamNotFound,
+)
+from domain.model import (
+    AgentRequest,
+    AgentResult,
+    DoneEvent,
+    ErrorEvent,
+    Run,
+    RunStatus,
+    SequencedEvent,
+    validate_project_id,
+)
+from domain.registry import ProviderRegistry
+from ports.code_agent import CodeAgent
+from ports.event_hub import EventHub
+from ports.run_store import RunStore
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_secret_id() -> str:
+    """128 random bits, URL-safe: run and stream ids must be unguessable."""
+    return secrets.token_urlsafe(16)
+
+
+class StopReason(enum.Enum):
+    CANCELLED = "cancelled by request"
+    TIMED_OUT = "run timed out"
+    SHUTDOWN = "gateway shutting down"
+
+
+@dataclass(slots=True)
+class _ActiveRun:
+    run: Run
+    agent: CodeAgent
+    request: AgentRequest
+    stop_reason: StopReason | None = None
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    stop_task: asyncio.Task[None] | None = None
+
+
+@dataclass(slots=True)
+class RunStats:
+    """Counters read by the metrics endpoint."""
+
+    started: int = 0
+    finished: dict[str, int] = field(default_factory=dict)
+
+
+class RunService:
+    """The gateway's use cases. All methods run on one event loop."""
+
+    def __init__(
+        self,
+        registry: ProviderRegistry,
+        hub: EventHub,
+        store: RunStore,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+        new_id: Callable[[], str] = new_secret_id,
+    ) -> None:
+        self._registry = registry
+        self._hub = hub
+        self._store = store
+        self._clock = clock
+        self._monotonic = monotonic
+        self._new_id = new_id
+        self._active: dict[str, _ActiveRun] = {}
+        self._accepting = True
+        self.stats = RunStats()
+
+    @property
+    def active_count(self) -> int:
+        return len(self._active)
+
+    # --- start -----------------------------------------------------------------------------
+
+    async def start(self, request: AgentRequest) -> Run:
+        if not self._accepting:
+            raise ShuttingDown()
+        provider, agent, skipped = self._choose_provider(request)
+        now = self._clock()
+        run = Run(
+            run_id=self._new_id(),
+            project_id=request.project_id,
+            stream_id=self._new_id(),
+            provider=provider,
+            status=RunStatus.RUNNING,
+            created_at=now,
+            started_at=now,
+            prompt_bytes=len(request.prompt.encode("utf-8", "surrogatepass")),
+            providers_skipped=skipped,
+            session_id=request.session_id,
+            metadata=request.metadata,
+        )
+        await self._hub.create(run.stream_id)
+        await self._store.save(run)
+        active = _ActiveRun(run, agent, request)
+        self._active[run.run_id] = active
+        active.task = asyncio.create_task(self._drive(active), name=f"run-{run.run_id}")
+        self.stats.started += 1
+        return run
+
+    def _choose_provider(self, request: AgentRequest) -> tuple[str, CodeAgent, tuple[str, ...]]:
+        """The first available provider of the chain, and why the ones before it were skipped."""
+        chain = request.providers or (self._registry.default_name(),)
+        agents = [(name, self._registry.get(name)) for name in chain]  # unknown names fail first
+        skipped: list[str] = []
+        for name, agent in agents:
+            capabilities = agent.capabilities()
+            if capabilities.available:
+                return name, agent, tuple(skipped)
+            skipped.append(f"{name}: {capabilities.detail}")
+        if len(agents) == 1:
+            raise ProviderUnavailable(chain[0], agents[0][1].capabilities().detail)
+        raise ProviderUnavailable(",".join(chain), "; ".join(skipped))
+
+    async def _drive(self, active: _ActiveRun) -> None:
+        run = active.run
+        request = active.request
+        started = self._monotonic()
+        result = AgentResult()
+        failure: str | None = None
+        timer = None
+        if request.timeout_s is not None:
+            timer = asyncio.get_running_loop().call_later(
+                request.timeout_s, self._request_stop, active, StopReason.TIMED_OUT
+            )
+        try:
+            async with contextlib.aclosing(active.agent.execute(run.run_id, request)) as events:
+                async for event in events:
+                    if isinstance(event, AgentResult):
+                        result = event
+                    else:
+                        await self._hub.publish(run.stream_id, event)
+        except asyncio.CancelledError:
+            failure = "run aborted: the gateway stopped before the agent finished"
+            raise
+        except Exception as exc:  # the agent crashed: report it on the stream, never lose done
+            log.exception("run %s: agent %s failed", run.run_id, run.provider)
+            failure = f"agent error: {exc}"
+            await self._hub.publish(run.stream_id, ErrorEvent(failure))
+        finally:
+            if timer is not None:
+                timer.cancel()
+            await self._finish(active, result, failure, self._monotonic() - started)
+
+    async def _finish(
+        self, active: _ActiveRun, result: AgentResult, failure: str | None, elapsed_s: float
+    ) -> None:
+        status, error = _final_status(active.stop_reason, result, failure)
+        run = replace(
+            active.run,
+            status=status,
+            finished_at=self._clock(),
+            exit_code=result.exit_code,
+            session_id=result.session_id or active.run.session_id,
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+            cost_usd=result.cost_usd,
+            error=error,
+        )
+        done = DoneEvent(
+            status=status,
+            exit_code=result.exit_code,
+            duration_ms=round(elapsed_s * 1000),
+            result=result.result,
+            session_id=run.session_id,
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+            cost_usd=result.cost_usd,
+            provider=run.provider,
+            error=error,
+        )
+        try:
+            await self._hub.publish(run.stream_id, done)
+            await self._hub.close(run.stream_id)
+            await self._store.save(run)
+        finally:
+            self._active.pop(run.run_id, None)
+            self.stats.finished[status] = self.stats.finished.get(status, 0) + 1
+            active.finished.set()
+
+    # --- stop ------------------------------------------------------------------------------
+
+    def _request_stop(self, active: _ActiveRun, reason: StopReason) -> None:
+        """Asks the agent to stop; the first reason wins. The drive task publishes `done`."""
+        if active.stop_reason is not None or active.finished.is_set():
+            return
+        active.stop_reason = reason
+        active.stop_task = asyncio.create_task(active.agent.cancel(active.run.run_id))
+
+    async def cancel(self, project_id: str, run_id: str) -> Run:
+        """Stops the run and returns its final record once the agent has stopped."""
+        run = await self.get(project_id, run_id)
+        active = self._active.get(run_id)
+        if active is None:
+            return run
+        self._request_stop(active, StopReason.CANCELLED)
+        # The stop goes on even if the caller goes away: a cancel is never half done.
+        await asyncio.shield(active.finished.wait())
+        return await self.get(project_id, run_id)
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Refuses new runs, stops every running agent, and returns once all have published
+        `done`. Agents still running after `grace_s` are killed by cancelling their task."""
+        self._accepting = False
+        actives = list(self._active.values())
+        for active in actives:
+            self._request_stop(active, StopReason.SHUTDOWN)
+        waits = [asyncio.create_task(a.finished.wait()) for a in actives]
+        if not waits:
+            return
+        _, pending = await asyncio.wait(waits, timeout=grace_s)
+        if pending:
+            log.warning("%d runs still running after %.1fs; killing them", len(pending), grace_s)
+            for active in actives:
+                if active.task is not None and not active.finished.is_set():
+                    active.task.cancel()
+            await asyncio.wait(pending)
+
+    # --- read ------------------------------------------------------------------------------
+
+    async def get(self, project_id: str, run_id: str) -> Run:
+        validate_project_id(project_id)
+        run = await self._store.get(run_id)
+        if run is None or run.project_id != project_id:
+            raise RunNotFound(project_id, run_id)
+        return run
+
+    async def list_runs(self, project_id: str, limit: int = 100) -> list[Run]:
+        validate_project_id(project_id)
+        return await self._store.list_for_project(project_id, limit)
+
+    async def open_stream(
+        self, project_id: str, stream_id: str, after_seq: int = 0
+    ) -> AsyncGenerator[list[SequencedEvent], None]:
+        """The run's events after `after_seq` in batches: retained ones, then live ones.
+        Checks everything before returning, so an HTTP response can still choose its status."""
+        validate_project_id(project_id)
+        run = await self._store.find_by_stream(stream_id)
+        if run is None or run.project_id != project_id or not await self._hub.exists(stream_id):
+            raise StreamNotFound(project_id, stream_id)
+        return self._hub.subscribe(stream_id, max(after_seq, 0))
+
+
+def _final_status(
+    stop_reason: StopReason | None, result: AgentResult, failure: str | None
+) -> tuple[RunStatus, str | None]:
+    if stop_reason is StopReason.TIMED_OUT:
+        return RunStatus.TIMED_OUT, stop_reason.value
+    if stop_reason is not None:  # cancelled whatever the exit code (claude exits 0 on SIGINT)
+        return RunStatus.CANCELLED, stop_reason.value
+    if failure is not None:
+        return RunStatus.FAILED, failure
+    if result.exit_code is None:
+        return RunStatus.FAILED, result.error or "exit status unknown"
+    if result.exit_code != 0 or result.is_error:
+        return RunStatus.FAILED, result.error or f"agent exited with code {result.exit_code}"
+    return RunStatus.SUCCEEDED, None

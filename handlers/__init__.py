@@ -1,0 +1,1 @@
+"""What drives the domain from outside: HTTP routes, SSE, the CLI, and the composition root."""

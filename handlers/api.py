@@ -1,0 +1,234 @@
+"""HTTP routes. Each parses, calls one use case and maps the result."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from domain.errors import InvalidRequest, SubscriberTooSlow
+from domain.model import AgentRequest, SequencedEvent
+from domain.registry import ProviderRegistry
+from domain.runs import RunService
+from handlers import sse
+from handlers.bootstrap import Gateway
+from handlers.errors import install_error_handlers
+from handlers.metrics import Metrics
+from handlers.schemas import ErrorBody, ProviderInfo, RunRecord, RunStarted, StartRunBody
+from handlers.settings import Settings
+
+PROJECT_ID = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
+ProjectId = Annotated[str, Path(pattern=PROJECT_ID, description="1-63 of [a-z0-9-]")]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody} for status in (404, 409, 422, 429, 503)
+}
+
+
+def _gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+def _service(request: Request) -> RunService:
+    return _gateway(request).service
+
+
+def _registry(request: Request) -> ProviderRegistry:
+    return _gateway(request).registry
+
+
+def _settings(request: Request) -> Settings:
+    return _gateway(request).settings
+
+
+Service = Annotated[RunService, Depends(_service)]
+Registry = Annotated[ProviderRegistry, Depends(_registry)]
+GatewaySettings = Annotated[Settings, Depends(_settings)]
+
+router = APIRouter(responses=ERRORS)
+
+
+async def _stream_chunks(
+    batches: AsyncGenerator[list[SequencedEvent], None], first: bytes | None = None
+) -> AsyncIterator[bytes]:
+    if first is not None:
+        yield first
+    try:
+        async for batch in batches:
+            yield sse.encode_batch(batch)
+    except SubscriberTooSlow:
+        return  # fell too far behind: the stream ends without done; resume with Last-Event-ID
+    finally:
+        await batches.aclose()
+
+
+def _start_request(project_id: str, body: StartRunBody) -> AgentRequest:
+    return AgentRequest.create(
+        project_id,
+        body.prompt,
+        providers=body.provider,
+        session_id=body.session_id,
+        model=body.model,
+        timeout_s=body.timeout_s,
+        metadata=body.metadata,
+    )
+
+
+async def _start(
+    request: Request,
+    service: RunService,
+    settings: Settings,
+    agent_request: AgentRequest,
+    cancel_on_disconnect: bool,
+) -> Response:
+    run = await service.start(agent_request)
+    started = RunStarted.from_domain(run)
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        return Response(started.model_dump_json(), 202, media_type="application/json")
+    batches = await service.open_stream(run.project_id, run.stream_id)
+    chunks = _stream_chunks(batches, sse.encode_unsequenced("run", started.model_dump()))
+    if cancel_on_disconnect:
+        chunks = _cancel_when_dropped(chunks, service, run.project_id, run.run_id)
+    return sse.event_stream(chunks, settings.ping_interval_s, settings.send_timeout_s)
+
+
+async def _cancel_when_dropped(
+    chunks: AsyncIterator[bytes], service: RunService, project_id: str, run_id: str
+) -> AsyncIterator[bytes]:
+    finished = False
+    try:
+        async for chunk in chunks:
+            yield chunk
+        finished = True
+    finally:
+        if not finished:  # the client went away before done
+            asyncio.get_running_loop().create_task(service.cancel(project_id, run_id))
+
+
+@router.post("/projects/{project_id}/claude", status_code=202, response_model=RunStarted)
+async def start_claude(
+    project_id: ProjectId,
+    body: StartRunBody,
+    request: Request,
+    service: Service,
+    settings: GatewaySettings,
+    cancel_on_disconnect: bool = False,
+) -> Response:
+    """Starts a run with provider `claude-code` (a `provider` in the body is refused)."""
+    if body.provider not in (None, "claude-code", ["claude-code"]):
+        raise InvalidRequest("provider", "this route always uses 'claude-code'")
+    body = body.model_copy(update={"provider": "claude-code"})
+    agent_request = _start_request(project_id, body)
+    return await _start(request, service, settings, agent_request, cancel_on_disconnect)
+
+
+@router.post("/projects/{project_id}/runs", status_code=202, response_model=RunStarted)
+async def start_run(
+    project_id: ProjectId,
+    body: StartRunBody,
+    request: Request,
+    service: Service,
+    settings: GatewaySettings,
+    cancel_on_disconnect: bool = False,
+) -> Response:
+    """Starts a run; `provider` picks the provider or a fallback chain."""
+    agent_request = _start_request(project_id, body)
+    return await _start(request, service, settings, agent_request, cancel_on_disconnect)
+
+
+@router.get(
+    "/projects/{project_id}/events/{stream_id}",
+    response_class=Response,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "the event stream"}},
+)
+async def stream_events(
+    project_id: ProjectId,
+    stream_id: str,
+    service: Service,
+    settings: GatewaySettings,
+    last_event_id: Annotated[int | None, Query(ge=0)] = None,
+    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> Response:
+    """The run's events: everything retained after Last-Event-ID, then live, until `done`."""
+    after = (
+        last_event_id if last_event_id is not None else _parse_last_event_id(last_event_id_header)
+    )
+    batches = await service.open_stream(project_id, stream_id, after)
+    return sse.event_stream(
+        _stream_chunks(batches), settings.ping_interval_s, settings.send_timeout_s
+    )
+
+
+def _parse_last_event_id(value: str | None) -> int:
+    if value is None or value.strip() == "":
+        return 0
+    try:
+        after = int(value)
+    except ValueError:
+        raise InvalidRequest("Last-Event-ID", "must be a non-negative integer") from None
+    if after < 0:
+        raise InvalidRequest("Last-Event-ID", "must be a non-negative integer")
+    return after
+
+
+@router.get("/projects/{project_id}/runs", response_model=list[RunRecord])
+async def list_runs(
+    project_id: ProjectId, service: Service, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[RunRecord]:
+    """The project's recent runs, newest first."""
+    return [RunRecord.from_domain(run) for run in await service.list_runs(project_id, limit)]
+
+
+@router.get("/projects/{project_id}/runs/{run_id}", response_model=RunRecord)
+async def get_run(project_id: ProjectId, run_id: str, service: Service) -> RunRecord:
+    return RunRecord.from_domain(await service.get(project_id, run_id))
+
+
+@router.post("/projects/{project_id}/runs/{run_id}/cancel", response_model=RunRecord)
+async def cancel_run(project_id: ProjectId, run_id: str, service: Service) -> RunRecord:
+    """Stops the run; answers once the agent has stopped."""
+    return RunRecord.from_domain(await service.cancel(project_id, run_id))
+
+
+@router.get("/providers", response_model=list[ProviderInfo])
+async def list_providers(registry: Registry) -> list[ProviderInfo]:
+    return [ProviderInfo.from_domain(*entry) for entry in registry.describe()]
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(registry: Registry, response: Response) -> dict[str, Any]:
+    """Ready when the default provider can run."""
+    providers = {name: caps.available for name, _, caps in registry.describe()}
+    ready = any(providers.values())
+    response.status_code = 200 if ready else 503
+    return {"status": "ready" if ready else "not_ready", "providers": providers}
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    body = request.app.state.metrics.render()
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def create_app(gateway: Gateway) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # Normally `serve` drains runs before this point; this covers other hosts.
+        await gateway.service.shutdown(gateway.settings.shutdown_grace_s)
+
+    app = FastAPI(title="agent-gateway", version="0.1.0", lifespan=lifespan)
+    app.state.gateway = gateway
+    app.state.metrics = Metrics(gateway.service)
+    install_error_handlers(app)
+    app.include_router(router)
+    return app

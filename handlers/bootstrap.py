@@ -1,0 +1,79 @@
+"""The composition root: the one place that reads settings and picks adapters."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+from dataclasses import dataclass
+
+from adapters.claude_code import ClaudeCodeAgent
+from adapters.local_process import LocalProcessRunner
+from adapters.memory import MemoryEventHub, MemoryRunStore
+from domain.registry import ProviderRegistry
+from domain.runs import RunService
+from handlers.settings import ENV_PREFIX, Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+# Providers not built yet are skipped with a warning, so the default provider list works.
+NOT_YET_AVAILABLE = {"opencode", "anthropic"}
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    registry: ProviderRegistry
+    service: RunService
+
+
+def agent_environment() -> dict[str, str]:
+    """The gateway's environment minus its own settings (which may name secrets)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+
+
+def build_gateway(settings: Settings) -> Gateway:
+    if settings.event_backend != "memory":
+        raise SettingsError(
+            f"{ENV_PREFIX}EVENT_BACKEND={settings.event_backend}: only 'memory' is available "
+            "in this build"
+        )
+    if settings.runner != "local":
+        raise SettingsError(
+            f"{ENV_PREFIX}RUNNER={settings.runner}: only 'local' is available in this build"
+        )
+    command = shlex.split(settings.claude_command)
+    if not command:
+        raise SettingsError(f"{ENV_PREFIX}CLAUDE_COMMAND must not be empty")
+
+    runner = LocalProcessRunner(
+        settings.workspace_root,
+        interrupt_grace_s=settings.interrupt_grace_s,
+        terminate_grace_s=settings.terminate_grace_s,
+    )
+    factories = {
+        "claude-code": lambda: ClaudeCodeAgent(
+            runner, command, agent_environment(), settings.claude_permission_mode
+        ),
+    }
+    registry = ProviderRegistry()
+    for name in settings.provider_names():
+        if name in NOT_YET_AVAILABLE:
+            log.warning("provider %r is not available in this build; skipped", name)
+            continue
+        if name not in factories:
+            raise SettingsError(
+                f"{ENV_PREFIX}PROVIDERS: unknown provider {name!r}; known: "
+                + ", ".join([*factories, *sorted(NOT_YET_AVAILABLE)])
+            )
+        registry.register(name, factories[name]())
+    if not registry.names():
+        raise SettingsError(f"{ENV_PREFIX}PROVIDERS: no usable provider in {settings.providers!r}")
+
+    hub = MemoryEventHub(
+        retain_events=settings.retain_events,
+        max_pending=settings.subscriber_max_pending,
+        retention_s=settings.stream_retention_s,
+    )
+    service = RunService(registry, hub, MemoryRunStore())
+    return Gateway(settings, registry, service)

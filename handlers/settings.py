@@ -1,0 +1,75 @@
+"""Gateway settings: AGENT_GATEWAY_* environment variables, each also a `serve` flag."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "AGENT_GATEWAY_"
+
+
+def default_workspace_root() -> Path:
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "agent-gateway" / "workspaces"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    runner: Literal["local", "kubernetes"] = "local"
+    claude_command: str = "claude"
+    claude_permission_mode: str = "bypassPermissions"
+    workspace_root: Path = Field(default_factory=default_workspace_root)
+    event_backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    api_keys_file: Path | None = None
+    kube_context: str | None = None
+    kube_namespace: str = "default"
+    kube_pod: str = "{project}-agent-0"
+    kube_selector: str | None = None
+    kube_container: str | None = None
+    opencode_url: str = "http://127.0.0.1:4096"
+    anthropic_model: str = "claude-sonnet-4-5"
+    providers: str = "claude-code,opencode,anthropic"
+    # streams and runs
+    retain_events: int = Field(10_000, ge=1)
+    subscriber_max_pending: int = Field(10_000, ge=1)
+    stream_retention_s: float = Field(3600.0, ge=0)
+    ping_interval_s: float = Field(15.0, gt=0)
+    send_timeout_s: float = Field(30.0, gt=0)
+    interrupt_grace_s: float = Field(5.0, ge=0)
+    terminate_grace_s: float = Field(5.0, ge=0)
+    shutdown_grace_s: float = Field(20.0, ge=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def provider_names(self) -> list[str]:
+        return [name.strip() for name in self.providers.split(",") if name.strip()]
+
+
+class SettingsError(Exception):
+    """Invalid settings, with a message naming each variable at fault."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Reads the environment (plus `serve` flags as overrides); unknown AGENT_GATEWAY_*
+    variables and invalid values fail with the variable's name."""
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    unknown = sorted(
+        name for name in os.environ if name.startswith(ENV_PREFIX) and name not in known
+    )
+    if unknown:
+        raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = [
+            f"{ENV_PREFIX}{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors()
+        ]
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None

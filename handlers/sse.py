@@ -1,0 +1,57 @@
+"""The one module that knows the SSE wire format (sse-starlette encodes each event)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from domain.model import SequencedEvent, event_name
+
+SEPARATOR = "\n"
+HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def encode_event(item: SequencedEvent) -> bytes:
+    return ServerSentEvent(
+        data=_json(item.event.to_data()),
+        event=event_name(item.event),
+        id=str(item.seq),
+        sep=SEPARATOR,
+    ).encode()
+
+
+def encode_batch(batch: Sequence[SequencedEvent]) -> bytes:
+    """A batch becomes one chunk, so a backlog costs one send, not one per event."""
+    return b"".join(encode_event(item) for item in batch)
+
+
+def encode_unsequenced(event: str, data: Any) -> bytes:
+    """An event outside the run's sequence (the `run` event of a streaming POST): no id,
+    so it never moves a client's Last-Event-ID."""
+    return ServerSentEvent(data=_json(data), event=event, sep=SEPARATOR).encode()
+
+
+def ping() -> ServerSentEvent:
+    return ServerSentEvent(comment="ping", sep=SEPARATOR)
+
+
+def event_stream(
+    chunks: AsyncIterator[bytes], ping_interval_s: float, send_timeout_s: float
+) -> EventSourceResponse:
+    """A `text/event-stream` response. A client that does not take a chunk within
+    `send_timeout_s` is disconnected, so a frozen reader cannot hold a task forever."""
+    return EventSourceResponse(
+        chunks,
+        headers=HEADERS,
+        ping=ping_interval_s,
+        ping_message_factory=ping,
+        sep=SEPARATOR,
+        send_timeout=send_timeout_s,
+    )

@@ -1,0 +1,1 @@
+"""The interfaces the domain needs from the outside, one capability a module."""

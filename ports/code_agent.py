@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Protocol
+
+from domain.model import AgentEvent, AgentRequest, Capabilities
+
+
+class CodeAgent(Protocol):
+    """A coding agent the gateway runs on behalf of a project.
+
+    Guarantees of every implementation:
+    - `execute` yields OutputEvent/ErrorEvent in the order the agent produced them, then
+      exactly one AgentResult, last. Malformed agent output becomes `unparsed` output, not an
+      exception. It raises ProviderUnavailable only before yielding anything.
+    - `cancel(run_id)` asks the agent to stop, escalates to a kill after a grace period, and
+      returns only once the agent has stopped, after which `execute` ends with its
+      AgentResult. Cancelling an unknown or finished run is a no-op (idempotent).
+    - `capabilities()` is cheap and never raises; `available=False` says why in `detail`.
+    """
+
+    def execute(self, run_id: str, request: AgentRequest) -> AsyncGenerator[AgentEvent, None]: ...
+
+    async def cancel(self, run_id: str) -> None: ...
+
+    def capabilities(self) -> Capabilities: ...

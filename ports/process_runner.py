@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from typing import Literal, Protocol
+
+Channel = Literal["stdout", "stderr"]
+
+
+class AgentProcess(Protocol):
+    """A started agent process (local, or inside a pod).
+
+    Guarantees: `output` yields (channel, bytes) chunks in arrival order per channel and ends
+    once the process has exited and its pipes are drained (a descendant holding a pipe open
+    cannot keep it going past a bounded drain time). `stop` asks the process and every
+    descendant to stop (interrupt, then terminate, then kill after grace periods) and returns
+    only once the process has exited; it is idempotent. `wait` returns the exit code (negative
+    signal number if killed by a signal, None if unknowable)."""
+
+    def output(self) -> AsyncGenerator[tuple[Channel, bytes], None]: ...
+
+    async def stop(self) -> None: ...
+
+    async def wait(self) -> int | None: ...
+
+
+class ProcessRunner(Protocol):
+    """Starts agent processes: argv only (never a shell), in the project's working directory,
+    with exactly the given environment. Raises ProviderUnavailable if the program cannot be
+    started (not found, not executable)."""
+
+    async def start(
+        self, project_id: str, argv: Sequence[str], env: Mapping[str, str]
+    ) -> AgentProcess: ...
+
+    def check(self, program: str) -> str | None:
+        """Why `program` cannot be started, or None if it can."""
+        ...

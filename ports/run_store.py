@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from typing import Protocol
+
+from domain.model import Run
+
+
+class RunStore(Protocol):
+    """Run records.
+
+    Guarantees: `save` replaces the record with the same run_id; `get` returns the latest
+    saved record or None; `list_for_project` returns a project's runs newest first (by
+    created_at), at most `limit`; `find_by_stream` maps a stream id back to its run."""
+
+    async def save(self, run: Run) -> None: ...
+
+    async def get(self, run_id: str) -> Run | None: ...
+
+    async def find_by_stream(self, stream_id: str) -> Run | None: ...
+
+    async def list_for_project(self, project_id: str, limit: int = 100) -> list[Run]: ...
