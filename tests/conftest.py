@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from handlers.api import create_app
+from handlers.bootstrap import build_gateway
+from handlers.settings import Settings
+from tests.fakes.servers import RunningServer
+
+ROOT = Path(__file__).resolve().parent.parent
+FAKE_CLAUDE = ROOT / "tests" / "fakes" / "fake_claude.py"
+CLAUDE_CLI = ROOT / "tests" / "agents" / "node_modules" / ".bin" / "claude"
+
+
+def fake_claude_command() -> str:
+    return shlex.join([sys.executable, str(FAKE_CLAUDE)])
+
+
+def process_alive(pid: int) -> bool:
+    """True if the process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            state = stat.read().rpartition(")")[2].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+@pytest.fixture
+def start_gateway(tmp_path: Path) -> Iterator[Any]:
+    """Starts the whole app under real uvicorn on an ephemeral loopback port."""
+    servers: list[RunningServer] = []
+
+    def start(**overrides: Any) -> RunningServer:
+        values: dict[str, Any] = {
+            "claude_command": fake_claude_command(),
+            "workspace_root": tmp_path / "workspaces",
+            "providers": "claude-code",
+            "interrupt_grace_s": 2.0,
+            "terminate_grace_s": 2.0,
+            "shutdown_grace_s": 5.0,
+        }
+        values.update(overrides)
+        settings = Settings(**values)
+        gateway = build_gateway(settings)
+        server = RunningServer(create_app(gateway), lifespan="on")
+        server.gateway = gateway  # type: ignore[attr-defined]
+        server.workspace = settings.workspace_root  # type: ignore[attr-defined]
+        servers.append(server.__enter__())
+        return server
+
+    yield start
+    for server in servers:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture(autouse=True)
+def _no_gateway_settings_from_the_outside(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("AGENT_GATEWAY_"):
+            monkeypatch.delenv(name)

@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""A stand-in for the claude CLI that speaks stream-json, for fast integration tests.
+
+It takes the real CLI's arguments (`-p PROMPT --output-format stream-json ...`), writes the
+prompt it received to `received_prompt.bin` in its working directory (byte for byte), and
+acts on the first word of the prompt:
+  crash      a few lines, then exit 1 without a result
+  malformed  lines that are not JSON among valid ones
+  stderr     two lines on stderr
+  children   starts `sleep` in its group and another in a session of its own (like the
+             CLI's tool processes), writes their pids to children.pids, then waits
+  stubborn   ignores SIGINT and SIGTERM, then waits
+  slow       one text delta every 0.05 s, for a long time
+  lines N S P  N text deltas (padded with P bytes) as fast as possible, after S seconds
+anything else: a short reply that quotes the prompt. On SIGINT it prints a result with
+subtype error_during_execution and exits 0, as the real CLI does."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+SESSION = str(uuid.uuid4())
+
+
+def emit(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def delta(text):
+    emit(
+        {
+            "type": "stream_event",
+            "session_id": SESSION,
+            "event": {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": text},
+            },
+        }
+    )
+
+
+def result(text, is_error=False, subtype="success"):
+    emit(
+        {
+            "type": "result",
+            "subtype": subtype,
+            "is_error": is_error,
+            "duration_ms": 5,
+            "num_turns": 1,
+            "result": text,
+            "session_id": SESSION,
+            "total_cost_usd": 0.0012,
+            "usage": {"input_tokens": 11, "output_tokens": 7},
+        }
+    )
+
+
+def on_interrupt(signum, frame):
+    result("", is_error=True, subtype="error_during_execution")
+    sys.exit(0)
+
+
+def main():
+    argv = sys.argv[1:]
+    prompt = argv[argv.index("-p") + 1]
+    with open("received_prompt.bin", "wb") as f:
+        f.write(os.fsencode(prompt))
+    with open("received_argv.json", "w") as f:
+        json.dump(argv, f)
+    signal.signal(signal.SIGINT, on_interrupt)
+    session = argv[argv.index("--resume") + 1] if "--resume" in argv else SESSION
+    emit(
+        {
+            "type": "system",
+            "subtype": "init",
+            "session_id": session,
+            "model": "fake",
+            "tools": ["Bash"],
+        }
+    )
+    emit(
+        {
+            "type": "stream_event",
+            "session_id": session,
+            "event": {"type": "message_start", "message": {"id": "m1", "content": []}},
+        }
+    )
+    word = prompt.split()[0] if prompt.split() else ""
+    if word == "crash":
+        delta("about to crash")
+        sys.exit(1)
+    if word == "malformed":
+        sys.stdout.write('this is not json\n{"type": "assistant", "message": 5}\n[1,2]\n')
+        sys.stdout.flush()
+    if word == "stderr":
+        sys.stderr.write("warning one\nwarning two\n")
+        sys.stderr.flush()
+    if word == "children":
+        group_child = subprocess.Popen(["sleep", "600"])
+        session_child = subprocess.Popen(["sleep", "601"], start_new_session=True)
+        with open("children.pids", "w") as f:
+            f.write(f"{group_child.pid} {session_child.pid}\n")
+        delta("children started")
+        time.sleep(600)
+    if word == "stubborn":
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        delta("you cannot stop me")
+        time.sleep(600)
+    if word == "slow":
+        for i in range(100_000):
+            delta(f"w{i} ")
+            time.sleep(0.05)
+    if word == "lines":
+        words = prompt.split()
+        time.sleep(float(words[2]) if len(words) > 2 else 0)
+        padding = "x" * int(words[3]) if len(words) > 3 else ""
+        for i in range(int(words[1])):
+            delta(f"line {i}{padding}\n")
+    reply = f"You said: {prompt}"
+    delta(reply)
+    emit(
+        {
+            "type": "assistant",
+            "session_id": session,
+            "message": {"id": "m1", "content": [{"type": "text", "text": reply}]},
+        }
+    )
+    result(reply)
+
+
+if __name__ == "__main__":
+    main()

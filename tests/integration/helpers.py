@@ -1,0 +1,70 @@
+"""Helpers for tests that drive the gateway over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from httpx_sse import connect_sse
+
+
+def start_run(url: str, project: str = "demo", **body: Any) -> dict[str, Any]:
+    body.setdefault("prompt", "hello there")
+    response = httpx.post(f"{url}/projects/{project}/claude", json=body, timeout=10)
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def read_stream(
+    url: str, stream_url: str, headers: dict[str, str] | None = None, timeout: float = 30
+) -> list[tuple[int | None, str, dict[str, Any]]]:
+    """Every event of the stream as (id, event, data), until the server closes it."""
+    events = []
+    with (
+        httpx.Client(base_url=url, timeout=timeout) as client,
+        connect_sse(client, "GET", stream_url, headers=headers or {}) as source,
+    ):
+        assert source.response.status_code == 200, source.response.read()
+        for sse in source.iter_sse():
+            seq = int(sse.id) if sse.id else None
+            events.append((seq, sse.event, json.loads(sse.data)))
+    return events
+
+
+def follow_with_resume(url: str, stream_url: str, attempts: int = 20) -> tuple[list, int]:
+    """Reads to `done` as a well-behaved client does: a stream that ends early is resumed
+    with Last-Event-ID. Returns the events and how many reconnects it took."""
+    events: list = []
+    for reconnects in range(attempts):
+        headers = {"Last-Event-ID": str(events[-1][0])} if events else {}
+        events += read_stream(url, stream_url, headers)
+        if events and events[-1][1] == "done":
+            return events, reconnects
+    raise AssertionError(f"no done after {attempts} connections")
+
+
+def texts(events: list[tuple[int | None, str, dict[str, Any]]]) -> str:
+    return "".join(
+        data["content"] for _, name, data in events if name == "output" and data["type"] == "text"
+    )
+
+
+def wait_for_file(path: Path, timeout: float = 15) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return path.read_text()
+        time.sleep(0.02)
+    raise AssertionError(f"{path} did not appear")
+
+
+def wait_until(predicate: Any, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
