@@ -32,9 +32,9 @@ class MemoryRunStore:
         return self._runs.get(run_id) if run_id else None
 
     async def list_for_project(self, project_id: str, limit: int = 100) -> list[Run]:
-        runs = [self._runs[run_id] for run_id in self._by_project.get(project_id, [])]
-        runs.sort(key=lambda run: run.created_at, reverse=True)
-        return runs[:limit]
+        # Insertion order is creation order; wall clock time may step backwards.
+        run_ids = self._by_project.get(project_id, [])[::-1][:limit]
+        return [self._runs[run_id] for run_id in run_ids]
 
     def _trim(self, project_runs: list[str]) -> None:
         while len(project_runs) > self._max_runs:

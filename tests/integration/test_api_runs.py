@@ -11,7 +11,14 @@ import pytest
 from httpx_sse import connect_sse
 
 from tests.conftest import process_alive
-from tests.integration.helpers import follow_with_resume, read_stream, start_run, texts, wait_for_file, wait_until
+from tests.integration.helpers import (
+    follow_with_resume,
+    read_stream,
+    start_run,
+    texts,
+    wait_for_file,
+    wait_until,
+)
 
 
 def test_start_answers_202_and_the_stream_ends_with_done(start_gateway):
@@ -134,9 +141,7 @@ def test_streaming_post_sends_the_run_event_first_then_the_stream(start_gateway)
     server = start_gateway()
     with (
         httpx.Client(base_url=server.url, timeout=30) as client,
-        connect_sse(
-            client, "POST", "/projects/demo/runs", json={"prompt": "lines 3"}
-        ) as source,
+        connect_sse(client, "POST", "/projects/demo/runs", json={"prompt": "lines 3"}) as source,
     ):
         assert source.response.status_code == 200
         events = list(source.iter_sse())

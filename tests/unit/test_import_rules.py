@@ -1,0 +1,67 @@
+"""The layering of ../shared/STYLE.md, made executable."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FRAMEWORKS = {
+    "fastapi",
+    "starlette",
+    "pydantic",
+    "pydantic_settings",
+    "httpx",
+    "httpx_sse",
+    "kubernetes",
+    "anthropic",
+    "redis",
+    "uvicorn",
+    "sse_starlette",
+    "prometheus_client",
+}
+
+
+def imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def files(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", files("domain") + files("ports"), ids=str)
+def test_domain_and_ports_import_no_framework_and_no_adapter_or_handler(path):
+    for name in imports(path):
+        top = name.split(".")[0]
+        assert top not in FRAMEWORKS, f"{path} imports {name}"
+        assert top not in {"adapters", "handlers"}, f"{path} imports {name}"
+
+
+@pytest.mark.parametrize("path", files("ports"), ids=str)
+def test_ports_import_only_domain_and_typing(path):
+    for name in imports(path):
+        assert name.split(".")[0] in {"domain", "typing", "collections", "__future__"}, name
+
+
+@pytest.mark.parametrize("path", files("adapters"), ids=str)
+def test_adapters_never_import_handlers_or_another_adapter(path):
+    own = path.relative_to(ROOT / "adapters").parts[0]
+    for name in imports(path):
+        parts = name.split(".")
+        assert parts[0] != "handlers", f"{path} imports {name}"
+        if parts[0] == "adapters" and len(parts) > 1:
+            assert parts[1] == own, f"{path} imports another adapter: {name}"
+
+
+@pytest.mark.parametrize("path", files("handlers"), ids=str)
+def test_only_the_composition_root_imports_adapters(path):
+    if path.name == "bootstrap.py":
+        return
+    assert not any(n.split(".")[0] == "adapters" for n in imports(path)), path

@@ -1,0 +1,121 @@
+"""The in-memory hub: replay, live, resume, gap, slow subscribers, eviction."""
+
+import asyncio
+
+import pytest
+
+from adapters.memory import MemoryEventHub
+from domain.errors import StreamNotFound, SubscriberTooSlow
+from domain.model import GapEvent, OutputEvent, OutputType
+
+
+def text(i: int) -> OutputEvent:
+    return OutputEvent(OutputType.TEXT, str(i))
+
+
+async def collect(batches, count: int | None = None) -> list:
+    seen = []
+    async for batch in batches:
+        seen += batch
+        if count is not None and len(seen) >= count:
+            break
+    return seen
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_seq_starts_at_one_and_increases_by_one():
+    hub = MemoryEventHub()
+    await hub.create("s")
+    assert [await hub.publish("s", text(i)) for i in range(3)] == [1, 2, 3]
+
+
+async def test_late_subscriber_gets_replay_then_live_without_gap_or_duplicate():
+    hub = MemoryEventHub()
+    await hub.create("s")
+    for i in range(5):
+        await hub.publish("s", text(i))
+    batches = hub.subscribe("s")
+    first = await anext(batches)  # the replay, in one batch
+    for i in range(5, 8):
+        await hub.publish("s", text(i))
+    await hub.close("s")
+    rest = await collect(batches)
+    assert [e.seq for e in first] == [1, 2, 3, 4, 5]
+    assert [e.seq for e in first + rest] == list(range(1, 9))
+
+
+async def test_resume_after_a_seq():
+    hub = MemoryEventHub()
+    await hub.create("s")
+    for i in range(10):
+        await hub.publish("s", text(i))
+    await hub.close("s")
+    assert [e.seq for e in await collect(hub.subscribe("s", 7))] == [8, 9, 10]
+    assert await collect(hub.subscribe("s", 10)) == []
+
+
+async def test_resume_past_retention_starts_with_a_gap_event():
+    hub = MemoryEventHub(retain_events=3)
+    await hub.create("s")
+    for i in range(10):
+        await hub.publish("s", text(i))
+    await hub.close("s")
+    events = await collect(hub.subscribe("s", 2))
+    assert events[0].event == GapEvent(first_available=8) and events[0].seq == 7
+    assert [e.seq for e in events[1:]] == [8, 9, 10]
+
+
+async def test_slow_subscriber_is_dropped_and_others_and_publisher_are_not():
+    hub = MemoryEventHub(max_pending=5)
+    await hub.create("s")
+    slow = hub.subscribe("s")
+    fast = hub.subscribe("s")
+    fast_task = asyncio.ensure_future(collect(fast))
+    for i in range(20):  # never blocks: publish is not awaited on subscribers
+        await hub.publish("s", text(i))
+        await asyncio.sleep(0)
+    await hub.close("s")
+    assert [e.seq for e in await fast_task] == list(range(1, 21))
+    with pytest.raises(SubscriberTooSlow):
+        await collect(slow)
+    # it resumes from where it was without losing anything
+    assert [e.seq for e in await collect(hub.subscribe("s", 0))] == list(range(1, 21))
+
+
+async def test_subscribers_are_released_when_they_stop():
+    hub = MemoryEventHub()
+    await hub.create("s")
+    batches = hub.subscribe("s")
+    await hub.publish("s", text(1))
+    await anext(batches)
+    await batches.aclose()
+    assert hub._streams["s"].subscribers == set()
+
+
+async def test_closed_streams_are_evicted_after_retention():
+    clock = FakeClock()
+    hub = MemoryEventHub(retention_s=60, monotonic=clock)
+    await hub.create("s")
+    await hub.publish("s", text(1))
+    await hub.close("s")
+    clock.now += 59
+    assert await hub.exists("s")
+    clock.now += 2
+    assert not await hub.exists("s")
+    with pytest.raises(StreamNotFound):
+        hub.subscribe("s")
+
+
+async def test_open_streams_are_never_evicted():
+    clock = FakeClock()
+    hub = MemoryEventHub(retention_s=1, monotonic=clock)
+    await hub.create("s")
+    clock.now += 10_000
+    assert await hub.exists("s")
