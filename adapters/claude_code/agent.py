@@ -55,7 +55,9 @@ class ClaudeCodeAgent:
     async def execute(self, run_id: str, request: AgentRequest) -> AsyncGenerator[AgentEvent, None]:
         env = dict(self._env)
         if self._permission_mode == "bypassPermissions":
-            env.setdefault("IS_SANDBOX", "1")  # else refused as root; the pod is the sandbox
+            # The CLI refuses this mode as root unless IS_SANDBOX is exactly "1"; choosing
+            # the mode is the operator's statement that the pod is the sandbox.
+            env["IS_SANDBOX"] = "1"
         process = await self._runner.start(request.project_id, self.build_argv(request), env)
         self._processes[run_id] = process
         parser = StreamJsonParser()

@@ -32,7 +32,7 @@ def test_start_answers_202_and_the_stream_ends_with_done(start_gateway):
 
     assert [seq for seq, _, _ in events] == list(range(1, len(events) + 1))
     assert [name for _, name, _ in events].count("done") == 1
-    seq, name, done = events[-1]
+    _, name, done = events[-1]
     assert name == "done"
     assert done["status"] == "succeeded" and done["exit_code"] == 0
     assert done["input_tokens"] == 11 and done["output_tokens"] == 7
@@ -212,7 +212,7 @@ def test_a_frozen_subscriber_is_cut_off_and_does_not_delay_another(start_gateway
     frozen.recv(100)  # the response has started: it is subscribed
     began = time.monotonic()
 
-    live, reconnects = follow_with_resume(server.url, flood["stream_url"])
+    live, _ = follow_with_resume(server.url, flood["stream_url"])
 
     assert time.monotonic() - began < 30
     assert [seq for seq, _, _ in live] == list(range(1, len(live) + 1))

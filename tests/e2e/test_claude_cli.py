@@ -1,0 +1,109 @@
+"""The real Claude Code CLI (from the npm registry) through the gateway, against the fake
+Messages API on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import CLAUDE_CLI
+from tests.fakes.fake_anthropic import INPUT_TOKENS, FakeAnthropic
+from tests.fakes.servers import RunningServer
+from tests.integration.helpers import read_stream, start_run, texts
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CLAUDE_CLI.exists() and not os.environ.get("CI"),
+        reason="claude CLI not installed (.ci/run installs it into tests/agents)",
+    ),
+]
+
+
+@pytest.fixture
+def fake_api() -> Iterator[tuple[FakeAnthropic, str]]:
+    fake = FakeAnthropic()
+    with RunningServer(fake.app) as server:
+        yield fake, server.url
+
+
+@pytest.fixture
+def gateway(start_gateway, fake_api, monkeypatch, tmp_path: Path):
+    fake, api_url = fake_api
+    home = Path(tempfile.mkdtemp(dir=tmp_path))
+    # The gateway passes its environment (minus its own settings) to the CLI.
+    for name, value in {
+        "HOME": str(home),
+        "ANTHROPIC_BASE_URL": api_url,
+        "ANTHROPIC_API_KEY": "dummy",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "CLAUDE_CODE_TMPDIR": str(home),
+        "CLAUDE_CODE_MAX_RETRIES": "0",
+    }.items():
+        monkeypatch.setenv(name, value)
+    server = start_gateway(claude_command=str(CLAUDE_CLI))
+    return server, fake
+
+
+def test_streamed_text_and_usage(gateway):
+    server, fake = gateway
+    events = read_stream(server.url, start_run(server.url, prompt="Say hi")["stream_url"])
+    assert texts(events) == "Hello from fake. You said: Say hi", events
+    assert sum(1 for _, _, d in events if d.get("type") == "text") == 5  # token deltas
+    done = events[-1][2]
+    assert done["status"] == "succeeded" and done["exit_code"] == 0
+    assert done["input_tokens"] == INPUT_TOKENS and done["output_tokens"] == 5
+    assert done["session_id"] and done["result"] == texts(events)
+    assert done["cost_usd"] is not None
+
+
+def test_tool_call_round_trip(gateway):
+    server, _ = gateway
+    events = read_stream(server.url, start_run(server.url, prompt="run [tool]")["stream_url"])
+    tool_use = next(d for _, _, d in events if d.get("type") == "tool_use")
+    tool_result = next(d for _, _, d in events if d.get("type") == "tool_result")
+    assert tool_use["tool"] == "Bash" and tool_use["input"]["command"] == "echo tool-ran"
+    assert tool_result["content"] == "tool-ran" and tool_result["tool_use_id"] == tool_use["id"]
+    assert texts(events) == "tool said: tool-ran"
+    assert events[-1][2]["input_tokens"] == 2 * INPUT_TOKENS  # summed over both turns
+
+
+def test_resume_continues_the_session_with_its_history(gateway):
+    server, fake = gateway
+    first = read_stream(server.url, start_run(server.url, prompt="first turn")["stream_url"])
+    session_id = first[-1][2]["session_id"]
+    started = start_run(server.url, prompt="second turn", session_id=session_id)
+    second = read_stream(server.url, started["stream_url"])
+    assert second[-1][2]["status"] == "succeeded"
+    assert second[-1][2]["session_id"] == session_id
+    history = str(fake.requests[-1]["messages"])
+    assert "first turn" in history and "second turn" in history
+
+
+def test_unknown_session_fails_with_the_cli_message(gateway):
+    server, _ = gateway
+    started = start_run(server.url, prompt="hi", session_id="00000000-0000-0000-0000-000000000000")
+    events = read_stream(server.url, started["stream_url"])
+    assert events[-1][2]["status"] == "failed"
+    assert any("No conversation found" in d.get("content", "") for _, _, d in events)
+
+
+def test_cancel_of_a_slow_run(gateway):
+    server, _ = gateway
+    started = start_run(server.url, prompt="please be [slow]")
+    with httpx.stream("GET", f"{server.url}{started['stream_url']}", timeout=60) as response:
+        for line in response.iter_lines():
+            if "word2 " in line:
+                break
+    record = httpx.post(f"{server.url}{started['cancel_url']}", timeout=60).json()
+    assert record["status"] == "cancelled"
+    events = read_stream(server.url, started["stream_url"])
+    assert events[-1][2]["status"] == "cancelled"
+    assert texts(events).startswith("word0 word1 word2 ")
