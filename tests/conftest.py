@@ -33,6 +33,21 @@ def process_alive(pid: int) -> bool:
     return state != "Z"
 
 
+def processes_working_in(folder: Path) -> list[int]:
+    """Live processes whose working directory is inside `folder` (agents and their children)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry.name}/cwd")
+        except OSError:
+            continue
+        if cwd.startswith(str(folder)) and process_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
 @pytest.fixture
 def start_gateway(tmp_path: Path) -> Iterator[Any]:
     """Starts the whole app under real uvicorn on an ephemeral loopback port."""

@@ -8,7 +8,7 @@ acts on the first word of the prompt:
   malformed  lines that are not JSON among valid ones
   stderr     two lines on stderr
   children   starts `sleep` in its group and another in a session of its own (like the
-             CLI's tool processes), writes their pids to children.pids, then waits
+             CLI's tool processes), writes its own pid and theirs to children.pids, waits
   stubborn   ignores SIGINT and SIGTERM, then waits
   slow       one text delta every 0.05 s, for a long time
   lines N S P  N text deltas (padded with P bytes) as fast as possible, after S seconds
@@ -105,7 +105,7 @@ def main():
         group_child = subprocess.Popen(["sleep", "600"])
         session_child = subprocess.Popen(["sleep", "601"], start_new_session=True)
         with open("children.pids", "w") as f:
-            f.write(f"{group_child.pid} {session_child.pid}\n")
+            f.write(f"{os.getpid()} {group_child.pid} {session_child.pid}\n")
         delta("children started")
         time.sleep(600)
     if word == "stubborn":

@@ -33,3 +33,56 @@ class RunningServer:
         self._server.should_exit = True
         self._thread.join(10)
         self._sock.close()
+
+
+class FlakyProxy:
+    """A TCP proxy to a loopback port that cuts the first `drops` connections after
+    `cut_after` bytes from the server: a dropped SSE connection, on demand."""
+
+    def __init__(self, target_port: int, cut_after: int, drops: int) -> None:
+        self._target_port = target_port
+        self._cut_after = cut_after
+        self.drops_left = drops
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen()
+        self.port = self._listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            cut = self.drops_left > 0
+            self.drops_left -= 1
+            upstream = socket.create_connection(("127.0.0.1", self._target_port))
+            threading.Thread(target=self._pipe, args=(client, upstream, None), daemon=True).start()
+            limit = self._cut_after if cut else None
+            threading.Thread(target=self._pipe, args=(upstream, client, limit), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket, limit: int | None) -> None:
+        sent = 0
+        try:
+            while data := source.recv(65536):
+                if limit is not None and sent + len(data) >= limit:
+                    sink.sendall(data[: limit - sent])
+                    break
+                sink.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def close(self) -> None:
+        self._listener.close()

@@ -1,0 +1,147 @@
+"""The agent-gateway command: run and follow against a real gateway; serve and its settings."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from handlers.cli import StreamFollower, main
+from handlers.settings import SettingsError, load_settings
+from tests.conftest import fake_claude_command, process_alive, processes_working_in
+from tests.fakes.servers import FlakyProxy
+from tests.integration.helpers import read_stream, start_run, wait_for_file
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "handlers.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_run_prints_output_and_exits_0_on_success(start_gateway):
+    server = start_gateway()
+    result = run_cli("run", "demo", "hello cli", "--url", server.url)
+    assert result.returncode == 0, result.stderr
+    assert "You said: hello cli" in result.stdout
+    assert "[done] status=succeeded" in result.stdout
+
+
+def test_run_exits_with_the_agent_exit_code_on_failure(start_gateway):
+    server = start_gateway()
+    result = run_cli("run", "demo", "crash please", "--url", server.url)
+    assert result.returncode == 1
+    assert "status=failed" in result.stdout
+
+
+def test_run_reports_http_errors(start_gateway):
+    server = start_gateway()
+    result = run_cli("run", "Bad_Project", "hi", "--url", server.url)
+    assert result.returncode != 0 and "422" in result.stderr
+
+
+def test_follow_resumes_with_last_event_id_after_dropped_connections(start_gateway):
+    server = start_gateway()
+    started = start_run(server.url, prompt="lines 500")
+    expected = read_stream(server.url, started["stream_url"])
+    proxy = FlakyProxy(server.port, cut_after=6000, drops=3)
+    out = io.StringIO()
+    with httpx.Client(base_url=proxy.url, timeout=30) as client:
+        done = StreamFollower(client, started["stream_url"], out=out).follow()
+    proxy.close()
+    assert done["status"] == "succeeded"
+    assert proxy.connections == 4
+    printed = out.getvalue()
+    for i in range(500):  # every line exactly once, in order
+        assert printed.count(f"line {i}\n") == 1
+    assert printed.index("line 10\n") < printed.index("line 400\n")
+    assert expected[-1][1] == "done"
+
+
+def test_unknown_and_invalid_settings_name_the_variable(monkeypatch):
+    monkeypatch.setenv("AGENT_GATEWAY_PROT", "1")
+    with pytest.raises(SettingsError, match="AGENT_GATEWAY_PROT"):
+        load_settings()
+    monkeypatch.delenv("AGENT_GATEWAY_PROT")
+    monkeypatch.setenv("AGENT_GATEWAY_PORT", "eighty")
+    with pytest.raises(SettingsError, match="AGENT_GATEWAY_PORT"):
+        load_settings()
+    monkeypatch.setenv("AGENT_GATEWAY_PORT", "8081")
+    monkeypatch.setenv("AGENT_GATEWAY_RUNNER", "docker")
+    with pytest.raises(SettingsError, match="AGENT_GATEWAY_RUNNER"):
+        load_settings()
+    monkeypatch.delenv("AGENT_GATEWAY_RUNNER")
+    assert load_settings(port="9000").port == 9000  # a flag wins over the environment
+
+
+def test_serve_refuses_a_non_loopback_address_without_auth(capsys):
+    assert main(["serve", "--host", "0.0.0.0"]) == 2
+    assert "AGENT_GATEWAY_HOST" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_sigterm_stops_every_agent_publishes_done_and_then_exits(tmp_path: Path):
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_GATEWAY_")}
+    gateway = subprocess.Popen(
+        [
+            sys.executable, "-m", "handlers.cli", "serve", "--port", str(port),
+            "--claude-command", fake_claude_command(),
+            "--workspace-root", str(tmp_path), "--providers", "claude-code",
+            "--interrupt-grace-s", "1", "--terminate-grace-s", "1",
+        ],
+        env=env,
+    )
+    try:
+        for _ in range(200):
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        runs = [start_run(url, project=f"p{i}", prompt="children wait") for i in range(2)]
+        runs.append(start_run(url, project="p2", prompt="stubborn wait"))
+        pids = [
+            int(pid)
+            for i in range(2)
+            for pid in wait_for_file(tmp_path / f"p{i}" / "children.pids").split()
+        ]
+        wait_for_file(tmp_path / "p2" / "received_prompt.bin")
+        time.sleep(0.3)
+        followed: list = []
+        follower = threading.Thread(
+            target=lambda: followed.extend(read_stream(url, runs[0]["stream_url"]))
+        )
+        follower.start()
+        time.sleep(0.2)
+
+        gateway.send_signal(signal.SIGTERM)
+
+        follower.join(30)
+        assert followed[-1][1] == "done"
+        assert followed[-1][2]["status"] == "cancelled"
+        assert "shutting down" in followed[-1][2]["error"]
+        gateway.wait(30)
+    finally:
+        if gateway.poll() is None:
+            gateway.kill()
+    assert not [pid for pid in pids if process_alive(pid)]
+    assert processes_working_in(tmp_path) == []
