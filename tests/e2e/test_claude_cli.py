@@ -3,7 +3,6 @@ Messages API on 127.0.0.1."""
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,13 +15,12 @@ from tests.fakes.fake_anthropic import INPUT_TOKENS, FakeAnthropic
 from tests.fakes.servers import RunningServer
 from tests.integration.helpers import read_stream, start_run, texts
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CLAUDE_CLI.exists() and not os.environ.get("CI"),
-        reason="claude CLI not installed (.ci/run installs it into tests/agents)",
-    ),
-]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _claude_cli_installed() -> None:
+    assert CLAUDE_CLI.exists(), "the claude CLI is missing: `make test` installs it into tests/agents"
 
 
 @pytest.fixture

@@ -1,0 +1,36 @@
+# Everything a fresh machine needs comes from this repository's own files:
+# Python packages from pyproject.toml, the claude CLI from tests/agents/package-lock.json.
+VENV := .venv
+BIN := $(VENV)/bin
+AGENTS := tests/agents
+
+.PHONY: serve test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+$(AGENTS)/node_modules/.installed: $(AGENTS)/package.json $(AGENTS)/package-lock.json
+	cd $(AGENTS) && npm ci --no-audit --no-fund --ignore-scripts
+	# The package is a wrapper whose postinstall links the native binary over a stub.
+	cd $(AGENTS) && node node_modules/@anthropic-ai/claude-code/install.cjs
+	touch $@
+
+serve: $(VENV)/.installed
+	$(BIN)/agent-gateway serve
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: $(VENV)/.installed $(AGENTS)/node_modules/.installed lint
+	$(BIN)/pytest
+
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/stream_bench.py
+
+clean:
+	rm -rf $(VENV) $(AGENTS)/node_modules
