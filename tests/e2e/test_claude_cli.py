@@ -20,7 +20,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(autouse=True, scope="module")
 def _claude_cli_installed() -> None:
-    assert CLAUDE_CLI.exists(), "the claude CLI is missing: `make test` installs it into tests/agents"
+    assert CLAUDE_CLI.exists(), (
+        "the claude CLI is missing: `make test` installs it into tests/agents"
+    )
 
 
 @pytest.fixture
@@ -51,7 +53,7 @@ def gateway(start_gateway, fake_api, monkeypatch, tmp_path: Path):
 
 
 def test_streamed_text_and_usage(gateway):
-    server, fake = gateway
+    server, _ = gateway
     events = read_stream(server.url, start_run(server.url, prompt="Say hi")["stream_url"])
     assert texts(events) == "Hello from fake. You said: Say hi", events
     assert sum(1 for _, _, d in events if d.get("type") == "text") == 5  # token deltas

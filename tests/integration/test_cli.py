@@ -103,10 +103,22 @@ def test_sigterm_stops_every_agent_publishes_done_and_then_exits(tmp_path: Path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_GATEWAY_")}
     gateway = subprocess.Popen(
         [
-            sys.executable, "-m", "handlers.cli", "serve", "--port", str(port),
-            "--claude-command", fake_claude_command(),
-            "--workspace-root", str(tmp_path), "--providers", "claude-code",
-            "--interrupt-grace-s", "1", "--terminate-grace-s", "1",
+            sys.executable,
+            "-m",
+            "handlers.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--claude-command",
+            fake_claude_command(),
+            "--workspace-root",
+            str(tmp_path),
+            "--providers",
+            "claude-code",
+            "--interrupt-grace-s",
+            "1",
+            "--terminate-grace-s",
+            "1",
         ],
         env=env,
     )

@@ -1,0 +1,245 @@
+"""Agent-line-to-client latency and delivered events/s: the gateway against a bare relay.
+
+Both servers run the same fake agent (benchmarks/fake_agent.py), which stamps each
+stream-json line with CLOCK_MONOTONIC; subscribers (raw sockets in one asyncio loop, in this
+process) read the same clock on arrival. The baseline is benchmarks/relay.py, the leanest
+pipe-to-SSE relay on uvicorn, measured in the same run, so ratios survive a noisy machine.
+
+    python benchmarks/stream_bench.py                 # both scenarios
+    python benchmarks/stream_bench.py --quick         # a small smoke run
+
+Scenarios: "throughput" (a few runs flooding lines as fast as they can) and "latency"
+(100 concurrent runs, paced lines). Each prints p50/p99 latency, delivered events/s,
+whether every subscriber got every event in order, and the server's peak RSS."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+AGENT = shlex.join([sys.executable, str(ROOT / "benchmarks" / "fake_agent.py")])
+STAMP = re.compile(rb"T(\d{10,})")
+
+
+@dataclass
+class Scenario:
+    name: str
+    runs: int
+    subscribers: int
+    lines: int
+    rate: float  # lines per second per run; 0 = as fast as possible
+    wait_s: float
+
+
+@dataclass
+class Result:
+    latencies_ns: list[int] = field(default_factory=list)
+    events: int = 0
+    complete: int = 0
+    first_ns: int | None = None
+    last_ns: int = 0
+    peak_rss_kib: int = 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(kind: str, port: int, workspace: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_GATEWAY_")}
+    if kind == "relay":
+        argv = [
+            sys.executable,
+            str(ROOT / "benchmarks" / "relay.py"),
+            "--port",
+            str(port),
+            "--command",
+            AGENT,
+        ]
+    else:
+        argv = [
+            sys.executable,
+            "-m",
+            "handlers.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--claude-command",
+            AGENT,
+            "--workspace-root",
+            workspace,
+            "--providers",
+            "claude-code",
+            "--log-level",
+            "warning",
+        ]
+    server = subprocess.Popen(argv, cwd=ROOT, env=env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return server
+        except OSError:
+            time.sleep(0.05)
+    server.kill()
+    raise RuntimeError(f"{kind} did not start")
+
+
+def post(port: int, path: str, body: dict) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        json.dumps(body).encode(),
+        {"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+async def subscribe(port: int, path: str, end_marker: bytes, expected: int, result: Result):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode())
+    await writer.drain()
+    buffer = b""
+    stamps: list[int] = []
+    ended = False
+    while chunk := await reader.read(256 * 1024):
+        now = time.monotonic_ns()
+        buffer += chunk
+        cut = buffer.rfind(b"\n\n")
+        if cut < 0:
+            continue
+        complete, buffer = buffer[: cut + 2], buffer[cut + 2 :]
+        for match in STAMP.finditer(complete):
+            sent = int(match.group(1))
+            stamps.append(sent)
+            result.latencies_ns.append(now - sent)
+        if stamps:
+            result.first_ns = min(result.first_ns or now, now)
+            result.last_ns = max(result.last_ns, now)
+        if end_marker in complete:
+            ended = True
+            break
+    writer.close()
+    result.events += len(stamps)
+    if ended and len(stamps) == expected and stamps == sorted(stamps):
+        result.complete += 1
+
+
+async def drive(kind: str, port: int, scenario: Scenario) -> Result:
+    result = Result()
+    prompt = f"{scenario.wait_s} {scenario.lines} {scenario.rate}"
+    loop = asyncio.get_running_loop()
+    if kind == "relay":
+        starts = [
+            loop.run_in_executor(None, post, port, "/runs", {"prompt": prompt})
+            for _ in range(scenario.runs)
+        ]
+        marker = b"event: end"
+    else:
+        starts = [
+            loop.run_in_executor(
+                None, post, port, f"/projects/bench-{i}/claude", {"prompt": prompt}
+            )
+            for i in range(scenario.runs)
+        ]
+        marker = b"event: done"
+    urls = [started["stream_url"] for started in await asyncio.gather(*starts)]
+    await asyncio.gather(
+        *[
+            subscribe(port, url, marker, scenario.lines, result)
+            for url in urls
+            for _ in range(scenario.subscribers)
+        ]
+    )
+    return result
+
+
+def peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def measure(kind: str, scenario: Scenario) -> Result:
+    port = free_port()
+    with tempfile.TemporaryDirectory() as workspace:
+        server = start_server(kind, port, workspace)
+        try:
+            result = asyncio.run(drive(kind, port, scenario))
+            result.peak_rss_kib = peak_rss_kib(server.pid)
+        finally:
+            server.terminate()
+            server.wait(30)
+    return result
+
+
+def summary(result: Result, scenario: Scenario) -> dict:
+    latencies = sorted(result.latencies_ns)
+    elapsed = max((result.last_ns - (result.first_ns or 0)) / 1e9, 1e-9)
+    return {
+        "p50_ms": statistics.median(latencies) / 1e6 if latencies else float("nan"),
+        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] / 1e6 if latencies else float("nan"),
+        "events_per_s": result.events / elapsed,
+        "complete": f"{result.complete}/{scenario.runs * scenario.subscribers}",
+        "peak_rss_mib": result.peak_rss_kib / 1024,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a small smoke run")
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args()
+    if args.quick:
+        scenarios = [
+            Scenario("throughput", 2, 2, 2000, 0, 1.0),
+            Scenario("latency", 10, 1, 40, 20, 1.5),
+        ]
+    else:
+        scenarios = [
+            Scenario("throughput", 4, 2, 25_000, 0, 1.5),
+            Scenario("latency", 100, 1, 100, 20, 4.0),
+        ]
+    for scenario in scenarios:
+        print(
+            f"\n== {scenario.name}: {scenario.runs} runs x {scenario.subscribers} subscribers,"
+            f" {scenario.lines} lines/run at {scenario.rate or 'max'} lines/s"
+        )
+        rows = {}
+        for attempt in range(args.repeat):
+            for kind in ("relay", "gateway"):  # the baseline first, in the same run
+                rows[(kind, attempt)] = summary(measure(kind, scenario), scenario)
+        for (kind, attempt), row in rows.items():
+            print(
+                f"{kind:8} #{attempt}  p50 {row['p50_ms']:8.2f} ms  p99 {row['p99_ms']:8.2f} ms"
+                f"  {row['events_per_s']:10.0f} events/s  complete {row['complete']:>7}"
+                f"  peak RSS {row['peak_rss_mib']:6.1f} MiB"
+            )
+        for attempt in range(args.repeat):
+            relay, gateway = rows[("relay", attempt)], rows[("gateway", attempt)]
+            print(
+                f"ratio #{attempt}: events/s gateway/relay = "
+                f"{gateway['events_per_s'] / relay['events_per_s']:.2f}; "
+                f"p99 gateway/relay = {gateway['p99_ms'] / relay['p99_ms']:.2f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
