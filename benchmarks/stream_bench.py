@@ -206,6 +206,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--only", choices=["throughput", "latency"], help="one scenario")
     args = parser.parse_args()
     if args.quick:
         scenarios = [
@@ -218,6 +219,8 @@ def main() -> None:
             Scenario("latency", 100, 1, 100, 20, 4.0),
         ]
     for scenario in scenarios:
+        if args.only and scenario.name != args.only:
+            continue
         print(
             f"\n== {scenario.name}: {scenario.runs} runs x {scenario.subscribers} subscribers,"
             f" {scenario.lines} lines/run at {scenario.rate or 'max'} lines/s"

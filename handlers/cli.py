@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import ipaddress
 import json
 import logging
@@ -101,6 +102,9 @@ def serve(settings: Settings) -> int:
         timeout_graceful_shutdown=5,
         lifespan="on",
     )
+    # Everything allocated so far lives as long as the process: keep it out of the cyclic
+    # collector's full passes, which otherwise stall streaming by tens of milliseconds.
+    gc.freeze()
     GatewayServer(config, drain).run()
     return 0
 

@@ -10,6 +10,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+from collections import deque
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 
@@ -22,7 +23,6 @@ log = logging.getLogger(__name__)
 # process group (the claude CLI starts tool processes with setsid) even after they were
 # orphaned, so cancel and run end can kill them too.
 TAG_VARIABLE = "AGENT_GATEWAY_PROCESS_TAG"
-READ_SIZE = 64 * 1024
 
 
 class LocalProcessRunner:
@@ -42,6 +42,7 @@ class LocalProcessRunner:
         self._interrupt_grace_s = interrupt_grace_s
         self._terminate_grace_s = terminate_grace_s
         self._drain_s = drain_s
+        self._reaper = TaggedProcessReaper()
 
     def check(self, program: str) -> str | None:
         if shutil.which(program) is None:
@@ -67,7 +68,12 @@ class LocalProcessRunner:
         except OSError as exc:
             raise ProviderUnavailable(argv[0], f"cannot start {argv[0]!r}: {exc}") from exc
         process = LocalProcess(
-            popen, tag, self._interrupt_grace_s, self._terminate_grace_s, self._drain_s
+            popen,
+            tag,
+            self._reaper,
+            self._interrupt_grace_s,
+            self._terminate_grace_s,
+            self._drain_s,
         )
         await process.attach()
         return process
@@ -82,17 +88,18 @@ class LocalProcess:
         self,
         popen: subprocess.Popen[bytes],
         tag: str,
+        reaper: TaggedProcessReaper,
         interrupt_grace_s: float,
         terminate_grace_s: float,
         drain_s: float,
     ) -> None:
         self._popen = popen
         self._tag = tag
+        self._reaper = reaper
         self._grace = (interrupt_grace_s, terminate_grace_s)
         self._drain_s = drain_s
         self._exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._readers: dict[Channel, asyncio.StreamReader] = {}
-        self._transports: list[asyncio.BaseTransport] = []
+        self._output = _OutputBuffer()
         self._stop_lock = asyncio.Lock()
         self.pid = popen.pid
 
@@ -106,50 +113,40 @@ class LocalProcess:
             code = self._popen.wait()  # already exited: reaps without blocking
             if not self._exited.done():
                 self._exited.set_result(code)
+            self._output.wake.set()
 
         loop.add_reader(pidfd, on_exit)
         for channel, pipe in (("stdout", self._popen.stdout), ("stderr", self._popen.stderr)):
-            reader = asyncio.StreamReader(limit=READ_SIZE * 4)
-            transport, _ = await loop.connect_read_pipe(
-                lambda r=reader: asyncio.StreamReaderProtocol(r), pipe
+            await loop.connect_read_pipe(
+                lambda c=channel: _PipeProtocol(c, self._output),  # type: ignore[misc]
+                pipe,
             )
-            self._readers[channel] = reader  # type: ignore[index]
-            self._transports.append(transport)
 
     async def output(self) -> AsyncGenerator[tuple[Channel, bytes], None]:
-        reads: dict[asyncio.Task[bytes], Channel] = {
-            asyncio.ensure_future(reader.read(READ_SIZE)): channel
-            for channel, reader in self._readers.items()
-        }
+        buffer = self._output
         deadline: float | None = None
         loop = asyncio.get_running_loop()
         try:
-            while reads:
-                if deadline is None and self._exited.done():
-                    deadline = loop.time() + self._drain_s
-                waiting: set[asyncio.Future[object]] = set(reads)  # type: ignore[arg-type]
+            while True:
+                if buffer.chunks:
+                    for item in buffer.take():
+                        yield item
+                    continue
+                if buffer.open_pipes == 0:
+                    return
+                buffer.wake.clear()
+                if not self._exited.done():
+                    await buffer.wake.wait()
+                    continue
                 if deadline is None:
-                    waiting.add(self._exited)  # type: ignore[arg-type]
-                timeout = None if deadline is None else max(deadline - loop.time(), 0)
-                done, _ = await asyncio.wait(
-                    waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                )
-                if not done:
+                    deadline = loop.time() + self._drain_s
+                try:
+                    await asyncio.wait_for(buffer.wake.wait(), max(deadline - loop.time(), 0))
+                except TimeoutError:
                     log.warning("pid %d exited; its pipes stayed open, stop reading", self.pid)
                     return
-                for task in [t for t in done if t in reads]:
-                    channel = reads.pop(task)  # type: ignore[call-overload]
-                    chunk = task.result()  # type: ignore[union-attr]
-                    if chunk:
-                        yield channel, chunk
-                        reads[asyncio.ensure_future(self._readers[channel].read(READ_SIZE))] = (
-                            channel
-                        )
         finally:
-            for task in reads:
-                task.cancel()
-            for transport in self._transports:
-                transport.close()
+            buffer.close()
 
     async def wait(self) -> int | None:
         code = await asyncio.shield(self._exited)
@@ -161,7 +158,7 @@ class LocalProcess:
                 if not self._exited.done():
                     await self._escalate()
             finally:
-                _kill_tagged(self._tag)
+                await self._reaper.kill(self._tag)
 
     async def _escalate(self) -> None:
         interrupt_grace, terminate_grace = self._grace
@@ -171,7 +168,7 @@ class LocalProcess:
                 await asyncio.wait_for(asyncio.shield(self._exited), grace)
                 return
         self._signal_group(signal.SIGKILL)
-        _kill_tagged(self._tag)
+        await self._reaper.kill(self._tag)
         await asyncio.shield(self._exited)
 
     def _signal_group(self, sig: signal.Signals) -> None:
@@ -179,16 +176,114 @@ class LocalProcess:
             os.killpg(self._popen.pid, sig)
 
 
-def _kill_tagged(tag: str) -> int:
-    """SIGKILLs every process whose environment carries this run's tag; returns how many."""
-    marker = f"{TAG_VARIABLE}={tag}".encode()
+class _OutputBuffer:
+    """stdout and stderr chunks in arrival order, shared by the two pipe protocols. Reading
+    pauses while more than PAUSE_AT bytes wait, so a flooding agent blocks on its pipe
+    instead of growing the gateway's memory."""
+
+    PAUSE_AT = 1024 * 1024
+
+    def __init__(self) -> None:
+        self.chunks: deque[tuple[Channel, bytes]] = deque()
+        self.size = 0
+        self.open_pipes = 0
+        self.wake = asyncio.Event()
+        self.transports: list[asyncio.ReadTransport] = []
+        self.paused = False
+
+    def append(self, channel: Channel, data: bytes) -> None:
+        self.chunks.append((channel, data))
+        self.size += len(data)
+        if self.size > self.PAUSE_AT and not self.paused:
+            self.paused = True
+            for transport in self.transports:
+                transport.pause_reading()
+        self.wake.set()
+
+    def take(self) -> list[tuple[Channel, bytes]]:
+        items = list(self.chunks)
+        self.chunks.clear()
+        self.size = 0
+        if self.paused:
+            self.paused = False
+            for transport in self.transports:
+                if not transport.is_closing():
+                    transport.resume_reading()
+        return items
+
+    def close(self) -> None:
+        for transport in self.transports:
+            transport.close()
+
+
+class _PipeProtocol(asyncio.Protocol):
+    def __init__(self, channel: Channel, buffer: _OutputBuffer) -> None:
+        self._channel = channel
+        self._buffer = buffer
+        self._open = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._buffer.transports.append(transport)  # type: ignore[arg-type] (uvloop's type)
+        self._buffer.open_pipes += 1
+        self._open = True
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer.append(self._channel, data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._open:
+            self._open = False
+            self._buffer.open_pipes -= 1
+            self._buffer.wake.set()
+
+
+class TaggedProcessReaper:
+    """Kills every process whose environment carries a given run tag.
+
+    One pass over /proc costs a read per process, so requests that arrive while a pass is
+    running share the next one: a hundred runs ending together cost a few passes, not a
+    hundred. Passes run in a worker thread, off the event loop."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, asyncio.Future[None]] = {}
+        self._sweeping = False
+
+    async def kill(self, tag: str) -> None:
+        future = self._waiting.get(tag)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._waiting[tag] = future
+        if not self._sweeping:
+            self._sweeping = True
+            asyncio.get_running_loop().create_task(self._sweep())
+        await asyncio.shield(future)
+
+    async def _sweep(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, {}
+                try:
+                    await asyncio.to_thread(_kill_tagged, set(batch))
+                except Exception as exc:
+                    for future in batch.values():
+                        future.set_exception(exc)
+                else:
+                    for future in batch.values():
+                        future.set_result(None)
+        finally:
+            self._sweeping = False
+
+
+def _kill_tagged(tags: set[str]) -> int:
+    """SIGKILLs every process whose environment carries one of these tags; returns how many."""
+    markers = {f"{TAG_VARIABLE}={tag}".encode() for tag in tags}
     killed = 0
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             with open(f"/proc/{entry.name}/environ", "rb") as environ:
-                if marker not in environ.read().split(b"\0"):
+                if markers.isdisjoint(environ.read().split(b"\0")):
                     continue
             os.kill(int(entry.name), signal.SIGKILL)
             killed += 1

@@ -49,6 +49,7 @@ class MemoryEventHub:
         self._retention_s = retention_s
         self._monotonic = monotonic
         self._streams: dict[str, _Stream] = {}
+        self._closed_order: deque[tuple[float, str]] = deque()  # (closed_at, id), oldest first
 
     async def create(self, stream_id: str) -> None:
         self._evict_expired()
@@ -80,6 +81,7 @@ class MemoryEventHub:
         stream = self._get(stream_id)
         if stream.closed_at is None:
             stream.closed_at = self._monotonic()
+            self._closed_order.append((stream.closed_at, stream_id))
             for subscriber in stream.subscribers:
                 subscriber.wakeup.set()
 
@@ -134,10 +136,6 @@ class MemoryEventHub:
 
     def _evict_expired(self) -> None:
         deadline = self._monotonic() - self._retention_s
-        expired = [
-            stream_id
-            for stream_id, stream in self._streams.items()
-            if stream.closed_at is not None and stream.closed_at <= deadline
-        ]
-        for stream_id in expired:
-            del self._streams[stream_id]
+        while self._closed_order and self._closed_order[0][0] <= deadline:
+            _, stream_id = self._closed_order.popleft()
+            self._streams.pop(stream_id, None)
