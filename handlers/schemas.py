@@ -62,24 +62,7 @@ class RunRecord(BaseModel):
 
     @classmethod
     def from_domain(cls, run: Run) -> RunRecord:
-        return cls(
-            run_id=run.run_id,
-            project_id=run.project_id,
-            stream_id=run.stream_id,
-            provider=run.provider,
-            providers_skipped=list(run.providers_skipped),
-            status=str(run.status),
-            created_at=run.created_at,
-            started_at=run.started_at,
-            finished_at=run.finished_at,
-            exit_code=run.exit_code,
-            session_id=run.session_id,
-            input_tokens=run.input_tokens,
-            output_tokens=run.output_tokens,
-            cost_usd=run.cost_usd,
-            error=run.error,
-            metadata=dict(run.metadata),
-        )
+        return cls.model_validate(run, from_attributes=True)
 
 
 class ProviderCapabilities(BaseModel):
