@@ -223,7 +223,6 @@ class Run:
     provider: str
     status: RunStatus
     created_at: datetime
-    prompt_bytes: int = 0
     providers_skipped: tuple[str, ...] = ()
     started_at: datetime | None = None
     finished_at: datetime | None = None

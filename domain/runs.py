@@ -116,7 +116,6 @@ class RunService:
             status=RunStatus.RUNNING,
             created_at=now,
             started_at=now,
-            prompt_bytes=len(request.prompt.encode("utf-8", "surrogatepass")),
             providers_skipped=skipped,
             session_id=request.session_id,
             metadata=request.metadata,

@@ -157,6 +157,9 @@ class StreamFollower:
         data = json.loads(event.data) if event.data else {}
         if event.event == "output" and data.get("type") in ("text", "thinking"):
             self._write(data.get("content", ""))
+        elif event.event == "output" and data.get("type") == "system":
+            if data.get("subtype") == "init":  # status chatter stays out of the way
+                self._line(f"[session] {data.get('session_id')} model {data.get('model')}")
         elif event.event == "output":
             self._line(f"[{data.get('type')}] {_summary(data)}")
         elif event.event == "error":
