@@ -14,8 +14,11 @@ SEPARATOR = "\n"
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # built once: cheaper
+
+
 def _json(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(data)
 
 
 def encode_event(item: SequencedEvent) -> bytes:
@@ -27,9 +30,32 @@ def encode_event(item: SequencedEvent) -> bytes:
     ).encode()
 
 
+class _EncodedEvents:
+    """Every subscriber of a stream is handed the same event objects, so each is encoded
+    once: recent encodings are kept by object identity. The entry holds the object itself,
+    so its id cannot be reused while the entry lives."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: dict[int, tuple[SequencedEvent, bytes]] = {}
+
+    def get(self, item: SequencedEvent) -> bytes:
+        entry = self._entries.get(id(item))
+        if entry is not None and entry[0] is item:
+            return entry[1]
+        wire = encode_event(item)
+        self._entries[id(item)] = (item, wire)
+        if len(self._entries) > self._size:
+            del self._entries[next(iter(self._entries))]  # the oldest
+        return wire
+
+
+_encoded = _EncodedEvents(size=4096)
+
+
 def encode_batch(batch: Sequence[SequencedEvent]) -> bytes:
     """A batch becomes one chunk, so a backlog costs one send, not one per event."""
-    return b"".join(encode_event(item) for item in batch)
+    return b"".join([_encoded.get(item) for item in batch])
 
 
 def encode_unsequenced(event: str, data: Any) -> bytes:
