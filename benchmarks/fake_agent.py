@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """A fake `claude` for benchmarks: prints stream-json text deltas carrying their send time.
 
-The prompt says what to do: "WAIT COUNT RATE" = sleep WAIT seconds (so subscribers can
-connect), then COUNT deltas at RATE per second (0 = as fast as possible), then a result.
+The prompt (on stdin, as the gateway sends it) says what to do: "WAIT COUNT RATE" = sleep
+WAIT seconds (so subscribers can connect), then COUNT deltas at RATE per second (0 = as fast as possible), then a result.
 Each delta's text is "T<CLOCK_MONOTONIC in ns>"; the benchmark client subtracts it from its
 own reading of the same clock."""
 
@@ -10,8 +10,7 @@ import json
 import sys
 import time
 
-argv = sys.argv[1:]
-wait, count, rate = argv[argv.index("-p") + 1].split()
+wait, count, rate = sys.stdin.read().split()
 time.sleep(float(wait))
 interval = 1 / float(rate) if float(rate) else 0
 out = sys.stdout

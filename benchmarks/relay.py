@@ -18,8 +18,10 @@ RUNS: dict[str, list[asyncio.Queue]] = {}
 
 async def pump(run_id: str, prompt: str) -> None:
     process = await asyncio.create_subprocess_exec(
-        *COMMAND, "-p", prompt, stdout=asyncio.subprocess.PIPE
+        *COMMAND, "-p", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
     )
+    process.stdin.write(prompt.encode())
+    process.stdin.close()
     async for line in process.stdout:
         chunk = b"data: " + line.rstrip(b"\n") + b"\n\n"
         for queue in RUNS[run_id]:

@@ -9,6 +9,7 @@ GatewayError
 ├── ProviderUnavailable     provider cannot serve now (why)          -> 503
 ├── ShuttingDown            the gateway no longer accepts runs       -> 503
 ├── LimitExceeded           a configured limit was reached           -> 429
+├── ProcessLost             an agent process ended without an exit status (run fails)
 └── SubscriberTooSlow       a stream reader fell too far behind (the stream ends)
 """
 
@@ -98,3 +99,9 @@ class SubscriberTooSlow(GatewayError):
 
     def __init__(self) -> None:
         super().__init__("the subscriber fell too far behind and was disconnected")
+
+
+class ProcessLost(GatewayError):
+    """The agent process's end is unknowable (for instance its exec connection dropped)."""
+
+    code = "process_lost"

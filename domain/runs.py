@@ -23,6 +23,7 @@ from domain.errors import (
     StreamNotFound,
 )
 from domain.model import (
+    AgentEvent,
     AgentRequest,
     AgentResult,
     DoneEvent,
@@ -104,12 +105,41 @@ class RunService:
     # --- start -----------------------------------------------------------------------------
 
     async def start(self, request: AgentRequest) -> Run:
+        """Starts the agent, then answers. A provider of the chain that is unavailable or
+        fails to start is skipped (the reason is recorded); if none starts, the last
+        failure is raised (ProviderUnavailable: 503)."""
         if not self._accepting:
             raise ShuttingDown()
-        provider, agent, skipped = self._choose_provider(request)
+        run_id = self._new_id()
+        chain = request.providers or (self._registry.default_name(),)
+        agents = [(name, self._registry.get(name)) for name in chain]  # unknown names fail first
+        skipped: list[str] = []
+        for name, agent in agents:
+            capabilities = agent.capabilities()
+            if not capabilities.available:
+                skipped.append(f"{name}: {capabilities.detail}")
+                continue
+            try:
+                events = await agent.execute(run_id, request)
+            except ProviderUnavailable as exc:
+                skipped.append(f"{name}: {exc.detail}")
+                continue
+            return await self._launch(run_id, name, agent, events, request, tuple(skipped))
+        detail = "; ".join(skipped) if len(agents) > 1 else skipped[0].split(": ", 1)[1]
+        raise ProviderUnavailable(",".join(chain), detail)
+
+    async def _launch(
+        self,
+        run_id: str,
+        provider: str,
+        agent: CodeAgent,
+        events: AsyncGenerator[AgentEvent, None],
+        request: AgentRequest,
+        skipped: tuple[str, ...],
+    ) -> Run:
         now = self._clock()
         run = Run(
-            run_id=self._new_id(),
+            run_id=run_id,
             project_id=request.project_id,
             stream_id=self._new_id(),
             provider=provider,
@@ -124,25 +154,13 @@ class RunService:
         await self._store.save(run)
         active = _ActiveRun(run, agent, request)
         self._active[run.run_id] = active
-        active.task = asyncio.create_task(self._drive(active), name=f"run-{run.run_id}")
+        active.task = asyncio.create_task(self._drive(active, events), name=f"run-{run_id}")
         self.stats.started += 1
         return run
 
-    def _choose_provider(self, request: AgentRequest) -> tuple[str, CodeAgent, tuple[str, ...]]:
-        """The first available provider of the chain, and why the ones before it were skipped."""
-        chain = request.providers or (self._registry.default_name(),)
-        agents = [(name, self._registry.get(name)) for name in chain]  # unknown names fail first
-        skipped: list[str] = []
-        for name, agent in agents:
-            capabilities = agent.capabilities()
-            if capabilities.available:
-                return name, agent, tuple(skipped)
-            skipped.append(f"{name}: {capabilities.detail}")
-        if len(agents) == 1:
-            raise ProviderUnavailable(chain[0], agents[0][1].capabilities().detail)
-        raise ProviderUnavailable(",".join(chain), "; ".join(skipped))
-
-    async def _drive(self, active: _ActiveRun) -> None:
+    async def _drive(
+        self, active: _ActiveRun, agent_events: AsyncGenerator[AgentEvent, None]
+    ) -> None:
         run = active.run
         request = active.request
         started = self._monotonic()
@@ -154,7 +172,7 @@ class RunService:
                 request.timeout_s, self._request_stop, active, StopReason.TIMED_OUT
             )
         try:
-            async with contextlib.aclosing(active.agent.execute(run.run_id, request)) as events:
+            async with contextlib.aclosing(agent_events) as events:
                 async for event in events:
                     if isinstance(event, AgentResult):
                         result = event

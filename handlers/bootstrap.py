@@ -8,11 +8,13 @@ import shlex
 from dataclasses import dataclass
 
 from adapters.claude_code import ClaudeCodeAgent
+from adapters.kubernetes import KubernetesExecRunner, PodLocator, load_kube_configuration
 from adapters.local_process import LocalProcessRunner
 from adapters.memory import MemoryEventHub, MemoryRunStore
 from domain.registry import ProviderRegistry
 from domain.runs import RunService
 from handlers.settings import ENV_PREFIX, Settings, SettingsError
+from ports.process_runner import ProcessRunner
 
 log = logging.getLogger(__name__)
 
@@ -32,25 +34,45 @@ def agent_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
 
 
+def build_runner(settings: Settings) -> ProcessRunner:
+    if settings.runner == "local":
+        return LocalProcessRunner(
+            settings.workspace_root,
+            interrupt_grace_s=settings.interrupt_grace_s,
+            terminate_grace_s=settings.terminate_grace_s,
+        )
+    try:
+        configuration = load_kube_configuration(os.environ.get("KUBECONFIG"), settings.kube_context)
+    except Exception as exc:  # the client raises several unrelated types for a bad config
+        raise SettingsError(
+            f"{ENV_PREFIX}RUNNER=kubernetes: cannot load cluster credentials (in-cluster, "
+            f"KUBECONFIG or ~/.kube/config, {ENV_PREFIX}KUBE_CONTEXT): {exc}"
+        ) from exc
+    locator = PodLocator(
+        namespace=settings.kube_namespace,
+        pod_template=settings.kube_pod,
+        selector_template=settings.kube_selector,
+        container=settings.kube_container,
+    )
+    return KubernetesExecRunner(
+        configuration,
+        locator,
+        interrupt_grace_s=settings.interrupt_grace_s,
+        terminate_grace_s=settings.terminate_grace_s,
+        max_threads=settings.kube_exec_threads,
+    )
+
+
 def build_gateway(settings: Settings) -> Gateway:
     if settings.event_backend != "memory":
         raise SettingsError(
             f"{ENV_PREFIX}EVENT_BACKEND={settings.event_backend}: only 'memory' is available "
             "in this build"
         )
-    if settings.runner != "local":
-        raise SettingsError(
-            f"{ENV_PREFIX}RUNNER={settings.runner}: only 'local' is available in this build"
-        )
     command = shlex.split(settings.claude_command)
     if not command:
         raise SettingsError(f"{ENV_PREFIX}CLAUDE_COMMAND must not be empty")
-
-    runner = LocalProcessRunner(
-        settings.workspace_root,
-        interrupt_grace_s=settings.interrupt_grace_s,
-        terminate_grace_s=settings.terminate_grace_s,
-    )
+    runner = build_runner(settings)
     factories = {
         "claude-code": lambda: ClaudeCodeAgent(
             runner, command, agent_environment(), settings.claude_permission_mode

@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     kube_pod: str = "{project}-agent-0"
     kube_selector: str | None = None
     kube_container: str | None = None
+    kube_exec_threads: int = Field(128, ge=1)
     opencode_url: str = "http://127.0.0.1:4096"
     anthropic_model: str = "claude-sonnet-4-5"
     providers: str = "claude-code,opencode,anthropic"

@@ -13,23 +13,23 @@ class AgentProcess(Protocol):
     once the process has exited and its pipes are drained (a descendant holding a pipe open
     cannot keep it going past a bounded drain time). `stop` asks the process and every
     descendant to stop (interrupt, then terminate, then kill after grace periods) and returns
-    only once the process has exited; it is idempotent. `wait` returns the exit code (negative
-    signal number if killed by a signal, None if unknowable)."""
+    only once the process has exited; it is idempotent. `wait` returns the exit code (128 + N
+    if killed by signal N), or raises ProcessLost with the reason when it cannot be known."""
 
     def output(self) -> AsyncGenerator[tuple[Channel, bytes], None]: ...
 
     async def stop(self) -> None: ...
 
-    async def wait(self) -> int | None: ...
+    async def wait(self) -> int: ...
 
 
 class ProcessRunner(Protocol):
     """Starts agent processes: argv only (never a shell), in the project's working directory,
-    with exactly the given environment. Raises ProviderUnavailable if the program cannot be
-    started (not found, not executable)."""
+    with exactly the given environment, `stdin` written to the process and then closed.
+    Raises ProviderUnavailable if the program cannot be started (not found, no pod)."""
 
     async def start(
-        self, project_id: str, argv: Sequence[str], env: Mapping[str, str]
+        self, project_id: str, argv: Sequence[str], env: Mapping[str, str], stdin: bytes = b""
     ) -> AgentProcess: ...
 
     def check(self, program: str) -> str | None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import sys
@@ -74,6 +75,28 @@ def start_gateway(tmp_path: Path) -> Iterator[Any]:
     yield start
     for server in servers:
         server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def fake_kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A fake Kubernetes API server with pod `demo-agent-0` (label project=demo) whose
+    "container" is a folder here; KUBECONFIG points at it."""
+    from tests.fakes.kube_apiserver import FakeKubeApiServer, FakePod, kubeconfig
+
+    workdir = tmp_path / "pod"
+    workdir.mkdir()
+    fake = FakeKubeApiServer(
+        [
+            FakePod("demo-agent-0", workdir, labels={"project": "demo"}),
+            FakePod("pending-agent-0", workdir, phase="Pending", ready=False),
+        ]
+    )
+    with RunningServer(fake.app) as server:
+        config = tmp_path / "kubeconfig.json"
+        config.write_text(json.dumps(kubeconfig(server.url)))
+        monkeypatch.setenv("KUBECONFIG", str(config))
+        fake.workdir = workdir
+        yield fake
 
 
 @pytest.fixture(autouse=True)

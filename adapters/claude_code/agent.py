@@ -16,7 +16,7 @@ INSTALL_HINT = (
 
 
 class ClaudeCodeAgent:
-    """CodeAgent for the Claude Code CLI. The prompt travels as one argv element."""
+    """CodeAgent for the Claude Code CLI in print mode; the prompt goes on stdin, verbatim."""
 
     def __init__(
         self,
@@ -32,7 +32,9 @@ class ClaudeCodeAgent:
         self._processes: dict[str, AgentProcess] = {}
 
     def build_argv(self, request: AgentRequest) -> list[str]:
-        argv = [*self._command, "-p", request.prompt, "--output-format", "stream-json"]
+        # The prompt goes on stdin, not in argv: Linux caps one argument at 128 KiB, and a
+        # prompt in argv shows in `ps` and, for pods, in the exec URL and audit logs.
+        argv = [*self._command, "-p", "--output-format", "stream-json"]
         argv += ["--verbose", "--include-partial-messages"]
         argv += ["--permission-mode", self._permission_mode]
         if request.session_id:
@@ -58,8 +60,13 @@ class ClaudeCodeAgent:
             # The CLI refuses this mode as root unless IS_SANDBOX is exactly "1"; choosing
             # the mode is the operator's statement that the pod is the sandbox.
             env["IS_SANDBOX"] = "1"
-        process = await self._runner.start(request.project_id, self.build_argv(request), env)
+        process = await self._runner.start(
+            request.project_id, self.build_argv(request), env, request.prompt.encode()
+        )
         self._processes[run_id] = process
+        return self._events(run_id, process)
+
+    async def _events(self, run_id: str, process: AgentProcess) -> AsyncGenerator[AgentEvent, None]:
         parser = StreamJsonParser()
         stderr = LineDecoder()
         try:

@@ -50,7 +50,7 @@ class LocalProcessRunner:
         return None
 
     async def start(
-        self, project_id: str, argv: Sequence[str], env: Mapping[str, str]
+        self, project_id: str, argv: Sequence[str], env: Mapping[str, str], stdin: bytes = b""
     ) -> LocalProcess:
         cwd = self._workspace_root / project_id
         cwd.mkdir(parents=True, exist_ok=True)
@@ -60,7 +60,7 @@ class LocalProcessRunner:
                 list(argv),
                 cwd=cwd,
                 env={**env, TAG_VARIABLE: tag},
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,  # its own process group, signalled as one
@@ -75,7 +75,7 @@ class LocalProcessRunner:
             self._terminate_grace_s,
             self._drain_s,
         )
-        await process.attach()
+        await process.attach(stdin)
         return process
 
 
@@ -103,8 +103,12 @@ class LocalProcess:
         self._stop_lock = asyncio.Lock()
         self.pid = popen.pid
 
-    async def attach(self) -> None:
+    async def attach(self, stdin: bytes) -> None:
         loop = asyncio.get_running_loop()
+        # The transport writes without blocking and closes the pipe once all is written.
+        writer, _ = await loop.connect_write_pipe(asyncio.Protocol, self._popen.stdin)
+        writer.write(stdin)
+        writer.close()
         pidfd = os.pidfd_open(self._popen.pid)
 
         def on_exit() -> None:
@@ -148,7 +152,7 @@ class LocalProcess:
         finally:
             buffer.close()
 
-    async def wait(self) -> int | None:
+    async def wait(self) -> int:
         code = await asyncio.shield(self._exited)
         return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as shells say
 

@@ -30,7 +30,9 @@ class FakeCodeAgent:
         crash_after: int | None = None,
         unavailable: str | None = None,
         stop_delay_s: float = 0.0,
+        fails_to_start: str | None = None,
     ) -> None:
+        self.fails_to_start = fails_to_start
         self.texts = texts
         self.exit_code = exit_code
         self.hang = hang
@@ -47,9 +49,12 @@ class FakeCodeAgent:
         return Capabilities(available=True, detail="fake", streaming=True, cancel=True)
 
     async def execute(self, run_id: str, request: AgentRequest) -> AsyncGenerator[AgentEvent, None]:
-        if self.unavailable:
-            raise ProviderUnavailable("fake", self.unavailable)
+        if self.unavailable or self.fails_to_start:
+            raise ProviderUnavailable("fake", self.unavailable or self.fails_to_start or "")
         self.executed.append(request)
+        return self._events(run_id)
+
+    async def _events(self, run_id: str) -> AsyncGenerator[AgentEvent, None]:
         stop = self.stopped.setdefault(run_id, asyncio.Event())
         for i, text in enumerate(self.texts):
             if self.crash_after is not None and i == self.crash_after:

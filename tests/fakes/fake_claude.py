@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """A stand-in for the claude CLI that speaks stream-json, for fast integration tests.
 
-It takes the real CLI's arguments (`-p PROMPT --output-format stream-json ...`), writes the
-prompt it received to `received_prompt.bin` in its working directory (byte for byte), and
-acts on the first word of the prompt:
+It takes the real CLI's arguments (`-p --output-format stream-json ...`, the prompt on
+stdin), writes the prompt it received to `received_prompt.bin` in its working directory
+(byte for byte), and acts on the first word of the prompt:
   crash      a few lines, then exit 1 without a result
   malformed  lines that are not JSON among valid ones
   stderr     two lines on stderr
@@ -11,7 +11,8 @@ acts on the first word of the prompt:
              CLI's tool processes), writes its own pid and theirs to children.pids, waits
   stubborn   ignores SIGINT and SIGTERM, then waits
   slow       one text delta every 0.05 s, for a long time
-  lines N S P  N text deltas (padded with P bytes) as fast as possible, after S seconds
+  lines N S P C  N text deltas (padded with P times C, default x) as fast as possible,
+               after S seconds
 anything else: a short reply that quotes the prompt. On SIGINT it prints a result with
 subtype error_during_execution and exits 0, as the real CLI does."""
 
@@ -68,9 +69,10 @@ def on_interrupt(signum, frame):
 
 def main():
     argv = sys.argv[1:]
-    prompt = argv[argv.index("-p") + 1]
+    raw_prompt = sys.stdin.buffer.read()  # the gateway sends the prompt on stdin
+    prompt = raw_prompt.decode()
     with open("received_prompt.bin", "wb") as f:
-        f.write(os.fsencode(prompt))
+        f.write(raw_prompt)
     with open("received_argv.json", "w") as f:
         json.dump(argv, f)
     signal.signal(signal.SIGINT, on_interrupt)
@@ -120,7 +122,7 @@ def main():
     if word == "lines":
         words = prompt.split()
         time.sleep(float(words[2]) if len(words) > 2 else 0)
-        padding = "x" * int(words[3]) if len(words) > 3 else ""
+        padding = (words[4] if len(words) > 4 else "x") * int(words[3]) if len(words) > 3 else ""
         for i in range(int(words[1])):
             delta(f"line {i}{padding}\n")
     reply = f"You said: {prompt}"

@@ -123,3 +123,13 @@ async def test_runs_and_streams_belong_to_their_project():
         await service.get("b", run.run_id)
     with pytest.raises(StreamNotFound):
         await service.open_stream("b", run.stream_id)
+
+
+async def test_a_provider_that_fails_to_start_is_skipped_for_the_next():
+    service = service_with(
+        ("first", FakeCodeAgent(fails_to_start="pod missing")), ("second", FakeCodeAgent())
+    )
+    run = await service.start(AgentRequest.create("p", "hi", providers=["first", "second"]))
+    assert run.provider == "second" and run.providers_skipped == ("first: pod missing",)
+    with pytest.raises(ProviderUnavailable, match="pod missing"):
+        await service.start(AgentRequest.create("p", "hi", providers=["first"]))

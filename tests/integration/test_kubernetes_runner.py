@@ -1,0 +1,150 @@
+"""The gateway with the Kubernetes exec runner, against the fake API server."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import process_alive, processes_working_in
+from tests.integration.helpers import read_stream, start_run, texts, wait_for_file, wait_until
+
+
+@pytest.fixture
+def kube_gateway(start_gateway, fake_kube):
+    def start(**overrides):
+        values = {"runner": "kubernetes", "interrupt_grace_s": 1, "terminate_grace_s": 1}
+        return start_gateway(**{**values, **overrides})
+
+    return start
+
+
+def test_agent_output_streams_from_the_pod(kube_gateway, fake_kube):
+    server = kube_gateway()
+    prompt = 'it\'s "quoted" $(id) `id` ; & | > \n ünï 🙂'
+    events = read_stream(server.url, start_run(server.url, prompt=prompt)["stream_url"])
+    assert texts(events) == f"You said: {prompt}"
+    assert events[-1][2]["status"] == "succeeded" and events[-1][2]["exit_code"] == 0
+    assert (fake_kube.workdir / "received_prompt.bin").read_bytes() == prompt.encode()
+    command = fake_kube.execs[0]
+    assert command[0] == "env" and command[1].startswith("AGENT_GATEWAY_PROCESS_TAG=")
+    assert not any(prompt in part for part in command)  # on stdin, not in the exec URL
+
+
+def test_large_output_with_multibyte_characters_arrives_intact(kube_gateway):
+    server = kube_gateway()
+    # 3000 lines of 1 KB padding plus "é" characters: frames of 32 KiB split them anywhere.
+    events = read_stream(
+        server.url, start_run(server.url, prompt="lines 3000 0 1000")["stream_url"]
+    )
+    assert events[-1][2]["status"] == "succeeded", events[-3:]
+    lines = texts(events).splitlines()
+    assert len(lines) == 3001 and lines[-1] == "You said: lines 3000 0 1000"
+    assert all(line == f"line {i}" + "x" * 1000 for i, line in enumerate(lines[:3000]))
+
+
+def test_multibyte_characters_split_across_frames_arrive_intact(kube_gateway):
+    server = kube_gateway()
+    # Lines of 3001 two- and four-byte characters: 32 KiB frames split them anywhere.
+    for padding in ("é", "🙂"):
+        prompt = f"lines 400 0 3001 {padding}"
+        events = read_stream(server.url, start_run(server.url, prompt=prompt)["stream_url"])
+        lines = texts(events).splitlines()
+        assert lines[:400] == [f"line {i}" + padding * 3001 for i in range(400)]
+        assert not any(d.get("type") == "unparsed" for _, _, d in events)
+
+
+def test_a_one_mib_prompt_goes_through_stdin(kube_gateway, fake_kube):
+    server = kube_gateway()
+    prompt = "long prompt " + "ü" * (512 * 1024 - 10)
+    events = read_stream(server.url, start_run(server.url, prompt=prompt)["stream_url"])
+    assert events[-1][2]["status"] == "succeeded"
+    assert (fake_kube.workdir / "received_prompt.bin").read_bytes() == prompt.encode()
+
+
+@pytest.mark.parametrize(("prompt", "status", "code"), [("crash x", "failed", 1)])
+def test_exit_codes_come_from_the_exec_status(kube_gateway, prompt, status, code):
+    server = kube_gateway()
+    events = read_stream(server.url, start_run(server.url, prompt=prompt)["stream_url"])
+    assert events[-1][2]["status"] == status and events[-1][2]["exit_code"] == code
+
+
+def test_other_exit_codes(kube_gateway, tmp_path):
+    script = tmp_path / "exit7.sh"
+    script.write_text('#!/bin/sh\necho \'{"type":"system","subtype":"init"}\'\nexit 7\n')
+    script.chmod(0o755)
+    server = kube_gateway(claude_command=str(script))
+    events = read_stream(server.url, start_run(server.url, prompt="x")["stream_url"])
+    assert events[-1][2]["status"] == "failed" and events[-1][2]["exit_code"] == 7
+
+
+def test_a_missing_command_in_the_pod_fails_with_the_runtime_message(kube_gateway):
+    server = kube_gateway(claude_command="/nonexistent/claude")
+    events = read_stream(server.url, start_run(server.url, prompt="x")["stream_url"])
+    assert events[-1][2]["status"] == "failed"
+    assert events[-1][2]["exit_code"] is not None or "error" in [n for _, n, _ in events]
+
+
+def test_cancel_stops_every_process_of_the_run_in_the_pod(kube_gateway, fake_kube):
+    server = kube_gateway()
+    started = start_run(server.url, prompt="children please")
+    pids = [int(p) for p in wait_for_file(fake_kube.workdir / "children.pids").split()]
+    assert all(process_alive(pid) for pid in pids)
+
+    record = httpx.post(f"{server.url}{started['cancel_url']}", timeout=60).json()
+
+    assert record["status"] == "cancelled"
+    assert not [pid for pid in pids if process_alive(pid)]
+    assert processes_working_in(fake_kube.workdir) == []
+    events = read_stream(server.url, started["stream_url"])
+    assert events[-1][2]["status"] == "cancelled"
+    assert [c[:2] for c in fake_kube.execs[1:]] == [["sh", "-c"]]  # the stop exec
+
+
+def test_cancel_kills_an_agent_that_ignores_signals(kube_gateway, fake_kube):
+    server = kube_gateway()
+    started = start_run(server.url, prompt="stubborn one")
+    wait_for_file(fake_kube.workdir / "received_prompt.bin")
+    time.sleep(0.3)
+    record = httpx.post(f"{server.url}{started['cancel_url']}", timeout=60).json()
+    assert record["status"] == "cancelled"
+    assert processes_working_in(fake_kube.workdir) == []
+
+
+def test_hard_timeout_in_the_pod(kube_gateway, fake_kube):
+    server = kube_gateway()
+    started = start_run(server.url, prompt="children slow", timeout_s=1)
+    events = read_stream(server.url, started["stream_url"])
+    assert events[-1][2]["status"] == "timed_out"
+    assert processes_working_in(fake_kube.workdir) == []
+
+
+def test_a_dropped_exec_connection_fails_the_run_and_stops_the_process(kube_gateway, fake_kube):
+    server = kube_gateway()
+    fake_kube.drop_after_output = True
+    started = start_run(server.url, prompt="slow dropped")
+    events = read_stream(server.url, started["stream_url"])
+    done = events[-1][2]
+    assert done["status"] == "failed" and done["exit_code"] is None
+    assert "exit status unknown" in done["error"]
+    wait_until(lambda: processes_working_in(fake_kube.workdir) == [])
+
+
+def test_pod_resolution_errors_are_503_naming_namespace_and_pod(kube_gateway):
+    server = kube_gateway()
+    response = httpx.post(f"{server.url}/projects/ghost/claude", json={"prompt": "x"})
+    assert response.status_code == 503
+    assert "'ghost-agent-0'" in response.json()["error"]["message"]
+    assert "'default'" in response.json()["error"]["message"]
+    response = httpx.post(f"{server.url}/projects/pending/claude", json={"prompt": "x"})
+    assert response.status_code == 503 and "Pending" in response.json()["error"]["message"]
+
+
+def test_pods_found_by_label_selector(start_gateway, fake_kube):
+    server = start_gateway(runner="kubernetes", kube_selector="project={project}")
+    events = read_stream(server.url, start_run(server.url, prompt="hello")["stream_url"])
+    assert events[-1][2]["status"] == "succeeded"
+    response = httpx.post(f"{server.url}/projects/ghost/claude", json={"prompt": "x"})
+    assert response.status_code == 503
+    assert "selector 'project=ghost'" in response.json()["error"]["message"]
