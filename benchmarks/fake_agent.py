@@ -2,7 +2,8 @@
 """A fake `claude` for benchmarks: prints stream-json text deltas carrying their send time.
 
 The prompt (on stdin, as the gateway sends it) says what to do: "WAIT COUNT RATE" = sleep
-WAIT seconds (so subscribers can connect), then COUNT deltas at RATE per second (0 = as fast as possible), then a result.
+WAIT seconds (so subscribers can connect), then COUNT deltas at RATE per second (0 = as
+fast as possible), then a result.
 Each delta's text is "T<CLOCK_MONOTONIC in ns>"; the benchmark client subtracts it from its
 own reading of the same clock."""
 
