@@ -32,8 +32,9 @@ def fake_api() -> Iterator[tuple[FakeAnthropic, str]]:
         yield fake, server.url
 
 
-@pytest.fixture
-def gateway(start_gateway, fake_api, monkeypatch, tmp_path: Path):
+@pytest.fixture(params=["local", "kubernetes"])
+def gateway(request, start_gateway, fake_api, monkeypatch, tmp_path: Path):
+    """The gateway running the CLI as a local process, or in a "pod" of the fake API server."""
     fake, api_url = fake_api
     home = Path(tempfile.mkdtemp(dir=tmp_path))
     # The gateway passes its environment (minus its own settings) to the CLI.
@@ -48,7 +49,9 @@ def gateway(start_gateway, fake_api, monkeypatch, tmp_path: Path):
         "CLAUDE_CODE_MAX_RETRIES": "0",
     }.items():
         monkeypatch.setenv(name, value)
-    server = start_gateway(claude_command=str(CLAUDE_CLI))
+    if request.param == "kubernetes":
+        request.getfixturevalue("fake_kube")
+    server = start_gateway(claude_command=str(CLAUDE_CLI), runner=request.param)
     return server, fake
 
 
