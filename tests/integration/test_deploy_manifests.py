@@ -1,0 +1,69 @@
+"""The kustomize manifests render offline and are valid Kubernetes objects."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBERNETES_VERSION = "1.32.0"
+
+pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+
+
+def render(overlay: str) -> list[dict]:
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(ROOT / "deploy" / overlay)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+@pytest.mark.parametrize("overlay", ["base", "example-project"])
+def test_manifests_render_and_validate_against_the_schemas(overlay):
+    documents = render(overlay)
+    assert documents
+    for document in documents:
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+
+
+def by_kind(documents: list[dict]) -> dict[str, dict]:
+    return {doc["kind"]: doc for doc in documents}
+
+
+def test_the_role_grants_exactly_pod_lookup_and_exec():
+    role = by_kind(render("base"))["Role"]
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+        {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["get", "create"]},
+    ]
+
+
+def test_the_deployment_probes_runs_as_non_root_and_uses_its_service_account():
+    documents = by_kind(render("base"))
+    pod = documents["Deployment"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["serviceAccountName"] == documents["ServiceAccount"]["metadata"]["name"]
+    binding = documents["RoleBinding"]
+    assert binding["roleRef"]["name"] == documents["Role"]["metadata"]["name"]
+    assert binding["subjects"][0]["name"] == documents["ServiceAccount"]["metadata"]["name"]
+    settings = documents["ConfigMap"]["data"]
+    assert settings["AGENT_GATEWAY_RUNNER"] == "kubernetes"
+    secret_volume = pod["volumes"][0]["secret"]["secretName"]
+    assert secret_volume == "agent-gateway-api-keys"
+
+
+def test_the_example_pod_matches_the_default_pod_template():
+    statefulset = by_kind(render("example-project"))["StatefulSet"]
+    assert f"{statefulset['metadata']['name']}-0" == "{project}-agent-0".format(project="demo")
