@@ -79,11 +79,12 @@ def test_other_exit_codes(kube_gateway, tmp_path):
     assert events[-1][2]["status"] == "failed" and events[-1][2]["exit_code"] == 7
 
 
-def test_a_missing_command_in_the_pod_fails_with_the_runtime_message(kube_gateway):
+def test_a_missing_command_in_the_pod_fails_with_its_message(kube_gateway):
     server = kube_gateway(claude_command="/nonexistent/claude")
     events = read_stream(server.url, start_run(server.url, prompt="x")["stream_url"])
-    assert events[-1][2]["status"] == "failed"
-    assert events[-1][2]["exit_code"] is not None or "error" in [n for _, n, _ in events]
+    assert events[-1][2]["status"] == "failed" and events[-1][2]["exit_code"] == 127
+    stderr = [d["content"] for _, _, d in events if d.get("type") == "stderr"]
+    assert any("/nonexistent/claude" in line for line in stderr)
 
 
 def test_cancel_stops_every_process_of_the_run_in_the_pod(kube_gateway, fake_kube):
