@@ -3,6 +3,8 @@
 GatewayError
 ├── InvalidRequest          bad input (field named)                  -> 422
 │   └── UnknownProvider     lists the known providers
+├── Unauthenticated         no key, or an unknown one                -> 401
+├── Forbidden               the key's role does not allow this       -> 403
 ├── NotFound                                                          -> 404
 │   ├── RunNotFound
 │   └── StreamNotFound
@@ -32,6 +34,17 @@ class InvalidRequest(GatewayError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+
+
+class Unauthenticated(GatewayError):
+    code = "unauthenticated"
+
+    def __init__(self) -> None:
+        super().__init__("a valid API key is required (X-API-Key or Authorization: Bearer)")
+
+
+class Forbidden(GatewayError):
+    code = "forbidden"
 
 
 class NotFound(GatewayError):

@@ -10,11 +10,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from domain.access import Role
 from domain.errors import InvalidRequest, SubscriberTooSlow
 from domain.model import AgentRequest, SequencedEvent
 from domain.registry import ProviderRegistry
 from domain.runs import RunService
 from handlers import sse
+from handlers.auth import Access, AuthMiddleware, authorize
 from handlers.bootstrap import Gateway
 from handlers.errors import install_error_handlers
 from handlers.metrics import Metrics
@@ -85,8 +87,10 @@ async def _start(
     agent_request: AgentRequest,
     cancel_on_disconnect: bool,
 ) -> Response:
+    authorize(request, agent_request.project_id, Role.RUN)
     run = await service.start(agent_request)
-    started = RunStarted.from_domain(run)
+    access: Access = request.app.state.gateway.access
+    started = RunStarted.from_domain(run, access.stream_url(run.project_id, run.stream_id))
     if "text/event-stream" not in request.headers.get("accept", ""):
         return Response(started.model_dump_json(), 202, media_type="application/json")
     batches = await service.open_stream(run.project_id, run.stream_id)
@@ -148,12 +152,14 @@ async def start_run(
 async def stream_events(
     project_id: ProjectId,
     stream_id: str,
+    request: Request,
     service: Service,
     settings: GatewaySettings,
     last_event_id: Annotated[int | None, Query(ge=0)] = None,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Response:
     """The run's events: everything retained after Last-Event-ID, then live, until `done`."""
+    authorize(request, project_id, Role.READ)
     after = (
         last_event_id if last_event_id is not None else _parse_last_event_id(last_event_id_header)
     )
@@ -177,20 +183,30 @@ def _parse_last_event_id(value: str | None) -> int:
 
 @router.get("/projects/{project_id}/runs", response_model=list[RunRecord])
 async def list_runs(
-    project_id: ProjectId, service: Service, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    project_id: ProjectId,
+    request: Request,
+    service: Service,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[RunRecord]:
     """The project's recent runs, newest first."""
+    authorize(request, project_id, Role.READ)
     return [RunRecord.from_domain(run) for run in await service.list_runs(project_id, limit)]
 
 
 @router.get("/projects/{project_id}/runs/{run_id}", response_model=RunRecord)
-async def get_run(project_id: ProjectId, run_id: str, service: Service) -> RunRecord:
+async def get_run(
+    project_id: ProjectId, run_id: str, request: Request, service: Service
+) -> RunRecord:
+    authorize(request, project_id, Role.READ)
     return RunRecord.from_domain(await service.get(project_id, run_id))
 
 
 @router.post("/projects/{project_id}/runs/{run_id}/cancel", response_model=RunRecord)
-async def cancel_run(project_id: ProjectId, run_id: str, service: Service) -> RunRecord:
+async def cancel_run(
+    project_id: ProjectId, run_id: str, request: Request, service: Service
+) -> RunRecord:
     """Stops the run; answers once the agent has stopped."""
+    authorize(request, project_id, Role.RUN)
     return RunRecord.from_domain(await service.cancel(project_id, run_id))
 
 
@@ -231,4 +247,5 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.state.metrics = Metrics(gateway.service)
     install_error_handlers(app)
     app.include_router(router)
+    app.add_middleware(AuthMiddleware, access=gateway.access)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shlex
 from dataclasses import dataclass
 
@@ -11,8 +12,10 @@ from adapters.claude_code import ClaudeCodeAgent
 from adapters.kubernetes import KubernetesExecRunner, PodLocator, load_kube_configuration
 from adapters.local_process import LocalProcessRunner
 from adapters.memory import MemoryEventHub, MemoryRunStore
+from domain.access import StreamTokens
 from domain.registry import ProviderRegistry
 from domain.runs import RunService
+from handlers.auth import Access, KeysFile
 from handlers.settings import ENV_PREFIX, Settings, SettingsError
 from ports.process_runner import ProcessRunner
 
@@ -27,6 +30,22 @@ class Gateway:
     settings: Settings
     registry: ProviderRegistry
     service: RunService
+    access: Access
+
+
+def build_access(settings: Settings) -> Access:
+    keys = None
+    if settings.api_keys_file is not None:
+        try:
+            keys = KeysFile(settings.api_keys_file)
+        except (OSError, ValueError) as exc:
+            raise SettingsError(
+                f"{ENV_PREFIX}API_KEYS_FILE={settings.api_keys_file}: {exc}"
+            ) from exc
+    # Without a configured secret, tokens are valid on this process only (one replica).
+    secret = settings.stream_token_secret
+    key = secret.encode() if secret else secrets.token_bytes(32)
+    return Access(keys, StreamTokens(key, settings.stream_token_ttl_s))
 
 
 def agent_environment() -> dict[str, str]:
@@ -98,4 +117,4 @@ def build_gateway(settings: Settings) -> Gateway:
         retention_s=settings.stream_retention_s,
     )
     service = RunService(registry, hub, MemoryRunStore())
-    return Gateway(settings, registry, service)
+    return Gateway(settings, registry, service, build_access(settings))

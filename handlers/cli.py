@@ -32,14 +32,17 @@ class GatewayServer(uvicorn.Server):
     its `done`) and only then lets uvicorn close connections and exit. A second signal
     exits at once."""
 
-    def __init__(self, config: uvicorn.Config, drain: Any) -> None:
+    def __init__(self, config: uvicorn.Config, drain: Any, on_hangup: Any = None) -> None:
         super().__init__(config)
         self._drain = drain
+        self._on_hangup = on_hangup
         self._draining = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def serve(self, sockets: Any = None) -> None:
         self._loop = asyncio.get_running_loop()
+        if self._on_hangup is not None:
+            self._loop.add_signal_handler(signal.SIGHUP, self._on_hangup)
         await super().serve(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -72,16 +75,17 @@ def serve(settings: Settings) -> int:
     from sse_starlette.sse import AppStatus
 
     from handlers.api import create_app
+    from handlers.auth import RedactTokens
     from handlers.bootstrap import build_gateway
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    if not _is_loopback(settings.host) or settings.api_keys_file is not None:
-        # API keys are not implemented yet: auth is off, so only loopback is allowed.
+    logging.getLogger("uvicorn.access").addFilter(RedactTokens())
+    if not _is_loopback(settings.host) and settings.api_keys_file is None:
         print(
-            f"error: {ENV_PREFIX}HOST={settings.host}: without API keys the gateway only "
-            f"binds to loopback, and {ENV_PREFIX}API_KEYS_FILE is not supported by this build",
+            f"error: {ENV_PREFIX}HOST={settings.host}: without {ENV_PREFIX}API_KEYS_FILE "
+            "(auth off) the gateway only listens on loopback",
             file=sys.stderr,
         )
         return 2
@@ -105,7 +109,8 @@ def serve(settings: Settings) -> int:
     # Everything allocated so far lives as long as the process: keep it out of the cyclic
     # collector's full passes, which otherwise stall streaming by tens of milliseconds.
     gc.freeze()
-    GatewayServer(config, drain).run()
+    keys = gateway.access.keys
+    GatewayServer(config, drain, keys.reload if keys else None).run()
     return 0
 
 

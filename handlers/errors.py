@@ -8,15 +8,19 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain.errors import (
+    Forbidden,
     GatewayError,
     InvalidRequest,
     LimitExceeded,
     NotFound,
     ProviderUnavailable,
     ShuttingDown,
+    Unauthenticated,
 )
 
 STATUS_BY_ERROR: list[tuple[type[GatewayError], int]] = [
+    (Unauthenticated, 401),
+    (Forbidden, 403),
     (InvalidRequest, 422),
     (NotFound, 404),
     (ProviderUnavailable, 503),

@@ -31,11 +31,11 @@ class RunStarted(BaseModel):
     status: str
 
     @classmethod
-    def from_domain(cls, run: Run) -> RunStarted:
+    def from_domain(cls, run: Run, stream_url: str) -> RunStarted:
         return cls(
             run_id=run.run_id,
             stream_id=run.stream_id,
-            stream_url=f"/projects/{run.project_id}/events/{run.stream_id}",
+            stream_url=stream_url,
             cancel_url=f"/projects/{run.project_id}/runs/{run.run_id}/cancel",
             provider=run.provider,
             status=str(run.status),

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     event_backend: Literal["memory", "redis"] = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
     api_keys_file: Path | None = None
+    stream_token_secret: str | None = None  # default: random per process
+    stream_token_ttl_s: float = Field(86_400.0, gt=0)
     kube_context: str | None = None
     kube_namespace: str = "default"
     kube_pod: str = "{project}-agent-0"
