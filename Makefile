@@ -1,5 +1,6 @@
 # Everything a fresh machine needs comes from this repository's own files:
-# Python packages from pyproject.toml, the claude CLI from tests/agents/package-lock.json.
+# Python packages from pyproject.toml, the claude CLI and opencode from
+# tests/agents/package-lock.json.
 VENV := .venv
 BIN := $(VENV)/bin
 AGENTS := tests/agents
@@ -14,8 +15,9 @@ $(VENV)/.installed: pyproject.toml
 
 $(AGENTS)/node_modules/.installed: $(AGENTS)/package.json $(AGENTS)/package-lock.json
 	cd $(AGENTS) && npm ci --no-audit --no-fund --ignore-scripts
-	# The package is a wrapper whose postinstall links the native binary over a stub.
+	# Both packages are wrappers whose postinstall links the native binary (scripts are off).
 	cd $(AGENTS) && node node_modules/@anthropic-ai/claude-code/install.cjs
+	cd $(AGENTS)/node_modules/opencode-ai && node postinstall.mjs
 	touch $@
 
 serve: $(VENV)/.installed

@@ -164,7 +164,7 @@ class RunService:
         run = active.run
         request = active.request
         started = self._monotonic()
-        result = AgentResult()
+        result: AgentResult | None = None
         failure: str | None = None
         timer = None
         if request.timeout_s is not None:
@@ -191,9 +191,14 @@ class RunService:
             await self._finish(active, result, failure, self._monotonic() - started)
 
     async def _finish(
-        self, active: _ActiveRun, result: AgentResult, failure: str | None, elapsed_s: float
+        self,
+        active: _ActiveRun,
+        reported: AgentResult | None,
+        failure: str | None,
+        elapsed_s: float,
     ) -> None:
-        status, error = _final_status(active.stop_reason, result, failure)
+        status, error = _final_status(active.stop_reason, reported, failure)
+        result = reported or AgentResult()
         run = replace(
             active.run,
             status=status,
@@ -290,7 +295,7 @@ class RunService:
 
 
 def _final_status(
-    stop_reason: StopReason | None, result: AgentResult, failure: str | None
+    stop_reason: StopReason | None, result: AgentResult | None, failure: str | None
 ) -> tuple[RunStatus, str | None]:
     if stop_reason is StopReason.TIMED_OUT:
         return RunStatus.TIMED_OUT, stop_reason.value
@@ -298,8 +303,10 @@ def _final_status(
         return RunStatus.CANCELLED, stop_reason.value
     if failure is not None:
         return RunStatus.FAILED, failure
-    if result.exit_code is None:
-        return RunStatus.FAILED, result.error or "exit status unknown"
-    if result.exit_code != 0 or result.is_error:
+    if result is None:
+        return RunStatus.FAILED, "the agent ended without reporting a result"
+    if result.is_error:
+        return RunStatus.FAILED, result.error or "the agent reported an error"
+    if result.exit_code not in (None, 0):  # None: a provider without processes
         return RunStatus.FAILED, result.error or f"agent exited with code {result.exit_code}"
     return RunStatus.SUCCEEDED, None

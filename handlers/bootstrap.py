@@ -12,6 +12,7 @@ from adapters.claude_code import ClaudeCodeAgent
 from adapters.kubernetes import KubernetesExecRunner, PodLocator, load_kube_configuration
 from adapters.local_process import LocalProcessRunner
 from adapters.memory import MemoryEventHub, MemoryRunStore
+from adapters.opencode import OpenCodeAgent, OpenCodeSettings
 from domain.access import StreamTokens
 from domain.registry import ProviderRegistry
 from domain.runs import RunService
@@ -22,7 +23,7 @@ from ports.process_runner import ProcessRunner
 log = logging.getLogger(__name__)
 
 # Providers not built yet are skipped with a warning, so the default provider list works.
-NOT_YET_AVAILABLE = {"opencode", "anthropic"}
+NOT_YET_AVAILABLE = {"anthropic"}
 
 
 @dataclass
@@ -95,6 +96,14 @@ def build_gateway(settings: Settings) -> Gateway:
     factories = {
         "claude-code": lambda: ClaudeCodeAgent(
             runner, command, agent_environment(), settings.claude_permission_mode
+        ),
+        "opencode": lambda: OpenCodeAgent(
+            OpenCodeSettings(
+                url_template=settings.opencode_url,
+                username=settings.opencode_username,
+                password=settings.opencode_password,
+                model=settings.opencode_model,
+            )
         ),
     }
     registry = ProviderRegistry()

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     kube_container: str | None = None
     kube_exec_threads: int = Field(128, ge=1)
     opencode_url: str = "http://127.0.0.1:4096"
+    opencode_username: str = "opencode"
+    opencode_password: str | None = None
+    opencode_model: str | None = None  # providerID/modelID; default: the server's
     anthropic_model: str = "claude-sonnet-4-5"
     providers: str = "claude-code,opencode,anthropic"
     # streams and runs

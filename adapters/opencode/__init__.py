@@ -1,0 +1,3 @@
+from adapters.opencode.agent import OpenCodeAgent, OpenCodeSettings
+
+__all__ = ["OpenCodeAgent", "OpenCodeSettings"]
