@@ -14,7 +14,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 $(AGENTS)/node_modules/.installed: $(AGENTS)/package.json $(AGENTS)/package-lock.json
-	cd $(AGENTS) && npm ci --no-audit --no-fund --ignore-scripts
+	# `npm install` with the committed lock installs the pinned versions; `npm ci` refuses
+	# this lock because opencode-ai lists other platforms' binaries as optional deps.
+	cd $(AGENTS) && npm install --no-audit --no-fund --ignore-scripts
 	# Both packages are wrappers whose postinstall links the native binary (scripts are off).
 	cd $(AGENTS) && node node_modules/@anthropic-ai/claude-code/install.cjs
 	cd $(AGENTS)/node_modules/opencode-ai && node postinstall.mjs
