@@ -7,7 +7,8 @@ GatewayError
 ├── Forbidden               the key's role does not allow this       -> 403
 ├── NotFound                                                          -> 404
 │   ├── RunNotFound
-│   └── StreamNotFound
+│   ├── StreamNotFound
+│   └── SessionNotFound
 ├── ProviderUnavailable     provider cannot serve now (why)          -> 503
 ├── ShuttingDown            the gateway no longer accepts runs       -> 503
 ├── LimitExceeded           a configured limit was reached           -> 429
@@ -67,6 +68,15 @@ class StreamNotFound(NotFound):
         super().__init__(f"no stream {stream_id!r} in project {project_id!r}")
         self.project_id = project_id
         self.stream_id = stream_id
+
+
+class SessionNotFound(NotFound):
+    code = "session_not_found"
+
+    def __init__(self, project_id: str, session_id: str) -> None:
+        super().__init__(f"no session {session_id!r} in project {project_id!r}")
+        self.project_id = project_id
+        self.session_id = session_id
 
 
 class UnknownProvider(InvalidRequest):

@@ -146,6 +146,7 @@ class AgentResult:
     output_tokens: int | None = None
     cost_usd: float | None = None
     error: str | None = None
+    model: str | None = None
 
 
 AgentEvent = OutputEvent | ErrorEvent | AgentResult
@@ -166,6 +167,7 @@ class DoneEvent:
     cost_usd: float | None
     provider: str | None = None
     error: str | None = None
+    model: str | None = None
 
     def to_data(self) -> dict[str, Any]:
         return {
@@ -178,6 +180,7 @@ class DoneEvent:
             "output_tokens": self.output_tokens,
             "cost_usd": self.cost_usd,
             "provider": self.provider,
+            "model": self.model,
             "error": self.error,
         }
 
@@ -233,3 +236,27 @@ class Run:
     cost_usd: float | None = None
     error: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+# --- conversations kept by the gateway ------------------------------------------------------
+
+
+class TurnRole(enum.StrEnum):
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    role: TurnRole
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A multi-turn conversation of providers without their own memory (the Messages API).
+    It belongs to one project."""
+
+    session_id: str
+    project_id: str
+    turns: tuple[Turn, ...] = ()

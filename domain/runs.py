@@ -221,6 +221,7 @@ class RunService:
             cost_usd=result.cost_usd,
             provider=run.provider,
             error=error,
+            model=result.model,
         )
         try:
             await self._hub.publish(run.stream_id, done)

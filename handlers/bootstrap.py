@@ -8,6 +8,7 @@ import secrets
 import shlex
 from dataclasses import dataclass
 
+from adapters.anthropic_api import AnthropicAgent, AnthropicSettings
 from adapters.claude_code import ClaudeCodeAgent
 from adapters.kubernetes import KubernetesExecRunner, PodLocator, load_kube_configuration
 from adapters.local_process import LocalProcessRunner
@@ -21,9 +22,6 @@ from handlers.settings import ENV_PREFIX, Settings, SettingsError
 from ports.process_runner import ProcessRunner
 
 log = logging.getLogger(__name__)
-
-# Providers not built yet are skipped with a warning, so the default provider list works.
-NOT_YET_AVAILABLE = {"anthropic"}
 
 
 @dataclass
@@ -93,9 +91,20 @@ def build_gateway(settings: Settings) -> Gateway:
     if not command:
         raise SettingsError(f"{ENV_PREFIX}CLAUDE_COMMAND must not be empty")
     runner = build_runner(settings)
+    store = MemoryRunStore()
     factories = {
         "claude-code": lambda: ClaudeCodeAgent(
             runner, command, agent_environment(), settings.claude_permission_mode
+        ),
+        "anthropic": lambda: AnthropicAgent(
+            AnthropicSettings(
+                model=settings.anthropic_model,
+                max_tokens=settings.anthropic_max_tokens,
+                system=settings.anthropic_system,
+                max_retries=settings.anthropic_max_retries,
+                prices=settings.anthropic_prices,
+            ),
+            store,
         ),
         "opencode": lambda: OpenCodeAgent(
             OpenCodeSettings(
@@ -108,13 +117,9 @@ def build_gateway(settings: Settings) -> Gateway:
     }
     registry = ProviderRegistry()
     for name in settings.provider_names():
-        if name in NOT_YET_AVAILABLE:
-            log.warning("provider %r is not available in this build; skipped", name)
-            continue
         if name not in factories:
             raise SettingsError(
-                f"{ENV_PREFIX}PROVIDERS: unknown provider {name!r}; known: "
-                + ", ".join([*factories, *sorted(NOT_YET_AVAILABLE)])
+                f"{ENV_PREFIX}PROVIDERS: unknown provider {name!r}; known: {', '.join(factories)}"
             )
         registry.register(name, factories[name]())
     if not registry.names():
@@ -125,5 +130,5 @@ def build_gateway(settings: Settings) -> Gateway:
         max_pending=settings.subscriber_max_pending,
         retention_s=settings.stream_retention_s,
     )
-    service = RunService(registry, hub, MemoryRunStore())
+    service = RunService(registry, hub, store)
     return Gateway(settings, registry, service, build_access(settings))

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     opencode_password: str | None = None
     opencode_model: str | None = None  # providerID/modelID; default: the server's
     anthropic_model: str = "claude-sonnet-4-5"
+    anthropic_max_tokens: int = Field(4096, ge=1)
+    anthropic_system: str | None = None
+    anthropic_max_retries: int = Field(2, ge=0)
+    # JSON {"model": [USD per million input tokens, per million output tokens]}
+    anthropic_prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
     providers: str = "claude-code,opencode,anthropic"
     # streams and runs
     retain_events: int = Field(10_000, ge=1)

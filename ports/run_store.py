@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from domain.model import Run
+from domain.model import Run, Session
 
 
 class RunStore(Protocol):
@@ -10,7 +10,9 @@ class RunStore(Protocol):
 
     Guarantees: `save` replaces the record with the same run_id; `get` returns the latest
     saved record or None; `list_for_project` returns a project's runs newest first (by
-    created_at), at most `limit`; `find_by_stream` maps a stream id back to its run."""
+    created_at), at most `limit`; `find_by_stream` maps a stream id back to its run.
+    Sessions (the turns of a conversation) are kept the same way: `save_session` replaces
+    the session with the same id."""
 
     async def save(self, run: Run) -> None: ...
 
@@ -19,3 +21,7 @@ class RunStore(Protocol):
     async def find_by_stream(self, stream_id: str) -> Run | None: ...
 
     async def list_for_project(self, project_id: str, limit: int = 100) -> list[Run]: ...
+
+    async def save_session(self, session: Session) -> None: ...
+
+    async def get_session(self, session_id: str) -> Session | None: ...

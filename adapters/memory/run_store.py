@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from domain.model import Run
+from domain.model import Run, Session
 
 
 class MemoryRunStore:
     """RunStore in memory, keeping at most `max_runs_per_project` records per project
-    (the oldest finished ones go first)."""
+    (the oldest finished ones go first) and `max_sessions` sessions (least recently used
+    go first)."""
 
-    def __init__(self, max_runs_per_project: int = 1000) -> None:
+    def __init__(self, max_runs_per_project: int = 1000, max_sessions: int = 10_000) -> None:
         self._max_runs = max_runs_per_project
+        self._max_sessions = max_sessions
         self._runs: dict[str, Run] = {}
         self._by_stream: dict[str, str] = {}
         self._by_project: dict[str, list[str]] = {}  # run ids, oldest first
+        self._sessions: dict[str, Session] = {}
 
     async def save(self, run: Run) -> None:
         is_new = run.run_id not in self._runs
@@ -35,6 +38,15 @@ class MemoryRunStore:
         # Insertion order is creation order; wall clock time may step backwards.
         run_ids = self._by_project.get(project_id, [])[::-1][:limit]
         return [self._runs[run_id] for run_id in run_ids]
+
+    async def save_session(self, session: Session) -> None:
+        self._sessions.pop(session.session_id, None)  # most recently used last
+        self._sessions[session.session_id] = session
+        if len(self._sessions) > self._max_sessions:
+            del self._sessions[next(iter(self._sessions))]
+
+    async def get_session(self, session_id: str) -> Session | None:
+        return self._sessions.get(session_id)
 
     def _trim(self, project_runs: list[str]) -> None:
         while len(project_runs) > self._max_runs:

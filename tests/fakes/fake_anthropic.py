@@ -6,6 +6,9 @@ unknown keys and roles, and picks its behaviour from markers in the last user te
   [tool]   first answer a Bash tool_use running `echo tool-ran`, then report its result
   [slow]   stream one word every 0.2 s for ten minutes (for cancel tests)
   [fail]   answer HTTP 500
+  [overloaded]  answer HTTP 529 overloaded_error, before any byte of a stream
+  [break]  stream a few words, then drop the connection
+  [stamps N R]  N deltas "T<CLOCK_MONOTONIC ns>" at R per second (0: at once), for benchmarks
 otherwise it answers "Hello from fake. You said: <text>" in several deltas.
 
 Run it alone with `python -m tests.fakes.fake_anthropic --port N`."""
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -81,6 +85,15 @@ class FakeAnthropic:
         user_text = "\n".join(t for m in messages for t in _texts(m.get("content")))
         last_text = "\n".join(_texts(last.get("content")))
         model = body.get("model", "fake-model")
+        if "[stamps " in last_text:
+            count, rate = last_text.split("[stamps ", 1)[1].split("]")[0].split()
+            stream = self._stamps(model, int(count), float(rate))
+            return StreamingResponse(stream, media_type="text/event-stream")
+        if "[overloaded]" in last_text:
+            error = {"type": "overloaded_error", "message": "Overloaded"}
+            return JSONResponse({"type": "error", "error": error}, status_code=529)
+        if "[break]" in last_text:
+            return StreamingResponse(self._broken(model), media_type="text/event-stream")
         if "[fail]" in user_text:
             error = {"type": "api_error", "message": "fake internal error"}
             return JSONResponse({"type": "error", "error": error}, status_code=500)
@@ -122,6 +135,25 @@ class FakeAnthropic:
             )
         yield _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
         yield self._stop("end_turn", len(pieces))
+
+    async def _stamps(self, model: str, count: int, rate: float) -> AsyncIterator[bytes]:
+        yield self._start(model)
+        start = time.monotonic()
+        for i in range(count):
+            if rate:
+                await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+            delta = {"type": "text_delta", "text": f"T{time.monotonic_ns()} "}
+            yield _sse(
+                "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
+            )
+        yield _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+        yield self._stop("end_turn", count)
+
+    async def _broken(self, model: str) -> AsyncIterator[bytes]:
+        async for chunk in self._text(model, ["partial ", "reply ", "then "]):
+            if b"content_block_stop" in chunk:
+                raise ConnectionAbortedError("fake connection drop")  # uvicorn cuts the socket
+            yield chunk
 
     async def _tool_use(self, model: str) -> AsyncIterator[bytes]:
         yield self._start(model)

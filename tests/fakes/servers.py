@@ -37,11 +37,16 @@ class RunningServer:
 
 class FlakyProxy:
     """A TCP proxy to a loopback port that cuts the first `drops` connections after
-    `cut_after` bytes from the server: a dropped SSE connection, on demand."""
+    `cut_after` bytes from the server: a dropped SSE connection, on demand. With `marker`,
+    only connections whose response carries it are cut, counting from the marker."""
 
-    def __init__(self, target_port: int, cut_after: int, drops: int) -> None:
+    def __init__(
+        self, target_port: int, cut_after: int, drops: int, marker: bytes | None = None
+    ) -> None:
         self._target_port = target_port
         self._cut_after = cut_after
+        self._marker = marker
+        self._lock = threading.Lock()
         self.drops_left = drops
         self._listener = socket.socket()
         self._listener.bind(("127.0.0.1", 0))
@@ -58,23 +63,32 @@ class FlakyProxy:
             except OSError:
                 return
             self.connections += 1
-            cut = self.drops_left > 0
-            self.drops_left -= 1
             upstream = socket.create_connection(("127.0.0.1", self._target_port))
-            threading.Thread(target=self._pipe, args=(client, upstream, None), daemon=True).start()
-            limit = self._cut_after if cut else None
-            threading.Thread(target=self._pipe, args=(upstream, client, limit), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket, limit: int | None) -> None:
-        sent = 0
+    def _take_drop(self) -> bool:
+        with self._lock:
+            if self.drops_left <= 0:
+                return False
+            self.drops_left -= 1
+            return True
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, may_cut: bool) -> None:
+        counted: int | None = None  # bytes since the cut began counting; None: not counting
+        if may_cut and self._marker is None and self._take_drop():
+            counted = 0
         try:
             while data := source.recv(65536):
-                if limit is not None and sent + len(data) >= limit:
-                    sink.sendall(data[: limit - sent])
+                if may_cut and counted is None and self._marker and self._marker in data:
+                    if self._take_drop():
+                        counted = -data.index(self._marker)
+                if counted is not None and counted + len(data) >= self._cut_after:
+                    sink.sendall(data[: max(self._cut_after - counted, 0)])
                     break
                 sink.sendall(data)
-                sent += len(data)
+                if counted is not None:
+                    counted += len(data)
         except OSError:
             pass
         for sock in (source, sink):

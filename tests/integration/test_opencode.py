@@ -138,7 +138,8 @@ def test_fifty_runs_leave_no_upstream_connection_open(gateway, opencode):
 def test_a_dropped_upstream_event_stream_is_reconnected_once(start_gateway, opencode, caplog):
     from tests.fakes.servers import FlakyProxy
 
-    proxy = FlakyProxy(opencode.port, cut_after=4000, drops=1)  # cuts the /event stream
+    # Cuts the first event stream, 4000 bytes after its response began.
+    proxy = FlakyProxy(opencode.port, cut_after=4000, drops=1, marker=b"text/event-stream")
     server = start_gateway(providers="opencode", opencode_url=proxy.url)
     started = run(server.url, "be [slow] please")
     with httpx.stream("GET", f"{server.url}{started['stream_url']}", timeout=30) as response:
