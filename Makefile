@@ -1,11 +1,13 @@
 # Everything a fresh machine needs comes from this repository's own files:
 # Python packages from pyproject.toml, the claude CLI and opencode from
-# tests/agents/package-lock.json.
+# tests/agents/package-lock.json, redis-server from Debian.
 VENV := .venv
 BIN := $(VENV)/bin
 AGENTS := tests/agents
 
-.PHONY: serve test lint bench clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: serve test lint bench clean redis-server
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,6 +24,11 @@ $(AGENTS)/node_modules/.installed: $(AGENTS)/package.json $(AGENTS)/package-lock
 	cd $(AGENTS)/node_modules/opencode-ai && node postinstall.mjs
 	touch $@
 
+# Debian's redis-server, for the Redis backend's tests (they start their own instances).
+redis-server:
+	command -v redis-server >/dev/null || $(SUDO) apt-get install -y redis-server \
+		|| ($(SUDO) apt-get update && $(SUDO) apt-get install -y redis-server)
+
 serve: $(VENV)/.installed
 	$(BIN)/agent-gateway serve
 
@@ -30,7 +37,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: $(VENV)/.installed $(AGENTS)/node_modules/.installed lint
+test: $(VENV)/.installed $(AGENTS)/node_modules/.installed redis-server lint
 	$(BIN)/pytest
 
 bench: $(VENV)/.installed

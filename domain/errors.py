@@ -11,6 +11,7 @@ GatewayError
 │   └── SessionNotFound
 ├── ProviderUnavailable     provider cannot serve now (why)          -> 503
 ├── ShuttingDown            the gateway no longer accepts runs       -> 503
+├── OwnerUnreachable        the replica running a run did not answer -> 503
 ├── LimitExceeded           a configured limit was reached           -> 429
 ├── ProcessLost             an agent process ended without an exit status (run fails)
 └── SubscriberTooSlow       a stream reader fell too far behind (the stream ends)
@@ -104,6 +105,16 @@ class ShuttingDown(GatewayError):
 
     def __init__(self) -> None:
         super().__init__("the gateway is shutting down and accepts no new runs")
+
+
+class OwnerUnreachable(GatewayError):
+    code = "owner_unreachable"
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(
+            f"the replica running {run_id!r} did not confirm the cancel; it may be down"
+        )
+        self.run_id = run_id
 
 
 class LimitExceeded(GatewayError):

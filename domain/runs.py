@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from domain.errors import (
+    OwnerUnreachable,
     ProviderUnavailable,
     RunNotFound,
     ShuttingDown,
@@ -36,6 +37,7 @@ from domain.model import (
 from domain.registry import ProviderRegistry
 from ports.code_agent import CodeAgent
 from ports.event_hub import EventHub
+from ports.run_control import RunControl
 from ports.run_store import RunStore
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,7 @@ class RunService:
         registry: ProviderRegistry,
         hub: EventHub,
         store: RunStore,
+        control: RunControl | None = None,
         *,
         clock: Callable[[], datetime] = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
@@ -91,6 +94,7 @@ class RunService:
         self._registry = registry
         self._hub = hub
         self._store = store
+        self._control = control
         self._clock = clock
         self._monotonic = monotonic
         self._new_id = new_id
@@ -224,9 +228,10 @@ class RunService:
             model=result.model,
         )
         try:
+            # The record first: whoever sees `done` (on any replica) then reads the final one.
+            await self._store.save(run)
             await self._hub.publish(run.stream_id, done)
             await self._hub.close(run.stream_id)
-            await self._store.save(run)
         finally:
             self._active.pop(run.run_id, None)
             self.stats.finished[status] = self.stats.finished.get(status, 0) + 1
@@ -241,16 +246,35 @@ class RunService:
         active.stop_reason = reason
         active.stop_task = asyncio.create_task(active.agent.cancel(active.run.run_id))
 
-    async def cancel(self, project_id: str, run_id: str) -> Run:
-        """Stops the run and returns its final record once the agent has stopped."""
+    async def cancel(self, project_id: str, run_id: str, remote_wait_s: float = 60.0) -> Run:
+        """Stops the run and returns its final record once the agent has stopped. A run
+        owned by another replica is asked to stop through the run control; its `done` on
+        the shared stream confirms it."""
         run = await self.get(project_id, run_id)
         active = self._active.get(run_id)
-        if active is None:
-            return run
-        self._request_stop(active, StopReason.CANCELLED)
-        # The stop goes on even if the caller goes away: a cancel is never half done.
-        await asyncio.shield(active.finished.wait())
+        if active is not None:
+            self._request_stop(active, StopReason.CANCELLED)
+            # The stop goes on even if the caller goes away: a cancel is never half done.
+            await asyncio.shield(active.finished.wait())
+        elif not run.status.finished and self._control is not None:
+            await self._control.request_cancel(run_id)
+            try:
+                async with asyncio.timeout(remote_wait_s):
+                    async for _ in self._hub.subscribe(run.stream_id):
+                        pass  # the stream ends after `done`
+            except TimeoutError:
+                raise OwnerUnreachable(run_id) from None
         return await self.get(project_id, run_id)
+
+    async def serve_control(self) -> None:
+        """Acts on cancel requests from other replicas for the runs this one owns."""
+        if self._control is not None:
+            await self._control.serve(self._cancel_if_owned)
+
+    async def _cancel_if_owned(self, run_id: str) -> None:
+        active = self._active.get(run_id)
+        if active is not None:
+            self._request_stop(active, StopReason.CANCELLED)
 
     async def shutdown(self, grace_s: float) -> None:
         """Refuses new runs, stops every running agent, and returns once all have published

@@ -238,9 +238,13 @@ async def metrics(request: Request) -> Response:
 def create_app(gateway: Gateway) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        # Normally `serve` drains runs before this point; this covers other hosts.
-        await gateway.service.shutdown(gateway.settings.shutdown_grace_s)
+        control = asyncio.ensure_future(gateway.service.serve_control())
+        try:
+            yield
+        finally:
+            # Normally `serve` drains runs before this point; this covers other hosts.
+            await gateway.service.shutdown(gateway.settings.shutdown_grace_s)
+            control.cancel()
 
     app = FastAPI(title="agent-gateway", version="0.1.0", lifespan=lifespan)
     app.state.gateway = gateway

@@ -12,14 +12,18 @@ from adapters.anthropic_api import AnthropicAgent, AnthropicSettings
 from adapters.claude_code import ClaudeCodeAgent
 from adapters.kubernetes import KubernetesExecRunner, PodLocator, load_kube_configuration
 from adapters.local_process import LocalProcessRunner
-from adapters.memory import MemoryEventHub, MemoryRunStore
+from adapters.memory import LocalRunControl, MemoryEventHub, MemoryRunStore
 from adapters.opencode import OpenCodeAgent, OpenCodeSettings
+from adapters.redis_store import open_redis
 from domain.access import StreamTokens
 from domain.registry import ProviderRegistry
 from domain.runs import RunService
 from handlers.auth import Access, KeysFile
 from handlers.settings import ENV_PREFIX, Settings, SettingsError
+from ports.event_hub import EventHub
 from ports.process_runner import ProcessRunner
+from ports.run_control import RunControl
+from ports.run_store import RunStore
 
 log = logging.getLogger(__name__)
 
@@ -81,17 +85,26 @@ def build_runner(settings: Settings) -> ProcessRunner:
     )
 
 
-def build_gateway(settings: Settings) -> Gateway:
-    if settings.event_backend != "memory":
-        raise SettingsError(
-            f"{ENV_PREFIX}EVENT_BACKEND={settings.event_backend}: only 'memory' is available "
-            "in this build"
+def build_storage(settings: Settings) -> tuple[EventHub, RunStore, RunControl]:
+    if settings.event_backend == "memory":
+        hub = MemoryEventHub(
+            retain_events=settings.retain_events,
+            max_pending=settings.subscriber_max_pending,
+            retention_s=settings.stream_retention_s,
         )
+        return hub, MemoryRunStore(), LocalRunControl()
+    try:
+        return open_redis(settings.redis_url, settings.retain_events, settings.stream_retention_s)
+    except ValueError as exc:
+        raise SettingsError(f"{ENV_PREFIX}REDIS_URL={settings.redis_url!r}: {exc}") from exc
+
+
+def build_gateway(settings: Settings) -> Gateway:
     command = shlex.split(settings.claude_command)
     if not command:
         raise SettingsError(f"{ENV_PREFIX}CLAUDE_COMMAND must not be empty")
     runner = build_runner(settings)
-    store = MemoryRunStore()
+    hub, store, control = build_storage(settings)
     factories = {
         "claude-code": lambda: ClaudeCodeAgent(
             runner, command, agent_environment(), settings.claude_permission_mode
@@ -125,10 +138,5 @@ def build_gateway(settings: Settings) -> Gateway:
     if not registry.names():
         raise SettingsError(f"{ENV_PREFIX}PROVIDERS: no usable provider in {settings.providers!r}")
 
-    hub = MemoryEventHub(
-        retain_events=settings.retain_events,
-        max_pending=settings.subscriber_max_pending,
-        retention_s=settings.stream_retention_s,
-    )
-    service = RunService(registry, hub, store)
+    service = RunService(registry, hub, store, control)
     return Gateway(settings, registry, service, build_access(settings))

@@ -13,6 +13,7 @@ from domain.errors import (
     InvalidRequest,
     LimitExceeded,
     NotFound,
+    OwnerUnreachable,
     ProviderUnavailable,
     ShuttingDown,
     Unauthenticated,
@@ -25,6 +26,7 @@ STATUS_BY_ERROR: list[tuple[type[GatewayError], int]] = [
     (NotFound, 404),
     (ProviderUnavailable, 503),
     (ShuttingDown, 503),
+    (OwnerUnreachable, 503),
     (LimitExceeded, 429),
 ]
 

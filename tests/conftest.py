@@ -99,6 +99,15 @@ def fake_kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         yield fake
 
 
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from tests.fakes.redis_server import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(autouse=True)
 def _no_gateway_settings_from_the_outside(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):

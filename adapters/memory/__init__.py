@@ -1,4 +1,5 @@
 from adapters.memory.event_hub import MemoryEventHub
+from adapters.memory.run_control import LocalRunControl
 from adapters.memory.run_store import MemoryRunStore
 
-__all__ = ["MemoryEventHub", "MemoryRunStore"]
+__all__ = ["LocalRunControl", "MemoryEventHub", "MemoryRunStore"]

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -68,3 +73,35 @@ def wait_until(predicate: Any, timeout: float = 15) -> None:
             return
         time.sleep(0.02)
     raise AssertionError("condition not met in time")
+
+
+class GatewayProcess:
+    """`agent-gateway serve` as a process of its own, on a free loopback port."""
+
+    def __init__(self, *flags: str) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_GATEWAY_")}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "handlers.cli", "serve", "--port", str(self.port), *flags],
+            env=env,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("the gateway did not start")
+
+    def terminate(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)

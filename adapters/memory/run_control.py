@@ -1,0 +1,14 @@
+"""Run control for a single replica: every run is local, so there is no one to tell."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+
+class LocalRunControl:
+    async def request_cancel(self, run_id: str) -> None:
+        return None  # every run of this gateway is in this process
+
+    async def serve(self, on_cancel: Callable[[str], Awaitable[None]]) -> None:
+        await asyncio.Event().wait()  # nothing ever arrives

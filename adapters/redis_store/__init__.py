@@ -1,0 +1,16 @@
+import redis.asyncio as redis
+
+from adapters.redis_store.event_hub import RedisEventHub
+from adapters.redis_store.run_control import RedisRunControl
+from adapters.redis_store.run_store import RedisRunStore
+
+__all__ = ["RedisEventHub", "RedisRunControl", "RedisRunStore", "open_redis"]
+
+
+def open_redis(
+    url: str, retain_events: int, retention_s: float
+) -> tuple[RedisEventHub, RedisRunStore, RedisRunControl]:
+    """Hub, store and control sharing one client (it connects on first use)."""
+    client = redis.from_url(url)
+    hub = RedisEventHub(client, retain_events=retain_events, retention_s=retention_s)
+    return hub, RedisRunStore(client), RedisRunControl(client)

@@ -1,0 +1,69 @@
+"""One suite for every RunStore: memory and Redis."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis.asyncio as redis
+
+from adapters.memory import MemoryRunStore
+from adapters.redis_store import RedisRunStore
+from domain.model import Run, RunStatus, Session, Turn, TurnRole
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request):
+    if request.param == "memory":
+        yield MemoryRunStore()
+        return
+    client = redis.from_url(request.getfixturevalue("redis_server").url)
+    yield RedisRunStore(client, prefix=f"t{uuid.uuid4().hex}")
+    await client.aclose()
+
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def make_run(i: int, project: str = "demo") -> Run:
+    return Run(
+        run_id=f"run{i}",
+        project_id=project,
+        stream_id=f"stream{i}",
+        provider="claude-code",
+        status=RunStatus.RUNNING,
+        created_at=T0 + timedelta(seconds=i),
+        started_at=T0,
+        providers_skipped=("opencode: down",),
+        metadata={"k": "v"},
+    )
+
+
+async def test_save_get_and_replace(store):
+    run = make_run(1)
+    await store.save(run)
+    assert await store.get("run1") == run
+    done = replace(run, status=RunStatus.SUCCEEDED, finished_at=T0, exit_code=0, cost_usd=0.5)
+    await store.save(done)
+    assert await store.get("run1") == done
+    assert await store.find_by_stream("stream1") == done
+    assert await store.get("nope") is None and await store.find_by_stream("nope") is None
+
+
+async def test_runs_are_listed_per_project_newest_first(store):
+    for i in range(5):
+        await store.save(make_run(i))
+    await store.save(make_run(9, project="other"))
+    listed = await store.list_for_project("demo", limit=3)
+    assert [r.run_id for r in listed] == ["run4", "run3", "run2"]
+    assert [r.run_id for r in await store.list_for_project("other")] == ["run9"]
+    assert await store.list_for_project("empty") == []
+
+
+async def test_sessions(store):
+    session = Session("sess1", "demo", (Turn(TurnRole.USER, "hi"), Turn(TurnRole.ASSISTANT, "yo")))
+    await store.save_session(session)
+    assert await store.get_session("sess1") == session
+    assert await store.get_session("nope") is None

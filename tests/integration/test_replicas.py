@@ -1,0 +1,119 @@
+"""Two gateway processes sharing one redis-server: any replica serves any stream and
+cancels any run."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import fake_claude_command, process_alive
+from tests.integration.helpers import (
+    GatewayProcess,
+    read_stream,
+    start_run,
+    texts,
+    wait_for_file,
+)
+
+
+@pytest.fixture
+def replicas(redis_server, tmp_path):
+    flags = [
+        "--event-backend",
+        "redis",
+        "--redis-url",
+        redis_server.url,
+        "--claude-command",
+        fake_claude_command(),
+        "--workspace-root",
+        str(tmp_path),
+        "--providers",
+        "claude-code",
+        "--interrupt-grace-s",
+        "1",
+        "--terminate-grace-s",
+        "1",
+    ]
+    a, b = GatewayProcess(*flags), GatewayProcess(*flags)
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+def test_a_run_started_on_one_replica_streams_from_the_other(replicas):
+    a, b = replicas
+    started = start_run(a.url, prompt="lines 200")
+    on_b = read_stream(b.url, started["stream_url"])
+    on_a = read_stream(a.url, started["stream_url"])
+    assert on_b == on_a and on_b[-1][2]["status"] == "succeeded"
+    assert [seq for seq, _, _ in on_b] == list(range(1, len(on_b) + 1))
+    record = httpx.get(f"{b.url}/projects/demo/runs/{started['run_id']}").json()
+    assert record["status"] == "succeeded"
+    listed = httpx.get(f"{b.url}/projects/demo/runs").json()
+    assert listed[0]["run_id"] == started["run_id"]
+
+
+def test_resuming_across_replicas_loses_and_repeats_nothing(replicas):
+    a, b = replicas
+    started = start_run(a.url, prompt="lines 2000")
+    expected = read_stream(a.url, started["stream_url"])
+    seen: list = []
+    rng = random.Random(7)
+    reconnects = 0
+    while not seen or seen[-1][1] != "done":
+        replica = (a, b)[reconnects % 2]
+        headers = {"Last-Event-ID": str(seen[-1][0])} if seen else {}
+        with (
+            httpx.Client(base_url=replica.url, timeout=30) as client,
+            client.stream("GET", started["stream_url"], headers=headers) as response,
+        ):
+            # Read a random number of events, then drop the connection.
+            wanted = rng.randint(1, 80)
+            block = ""
+            for line in response.iter_lines():
+                if line:
+                    block += line + "\n"
+                    continue
+                fields = dict(part.split(": ", 1) for part in block.strip().split("\n"))
+                block = ""
+                import json
+
+                seen.append((int(fields["id"]), fields["event"], json.loads(fields["data"])))
+                wanted -= 1
+                if wanted == 0 or fields["event"] == "done":
+                    break
+        reconnects += 1
+    assert seen == expected  # every event exactly once, in order
+    assert reconnects > 20
+
+
+def test_cancel_on_one_replica_stops_a_run_owned_by_the_other(replicas, tmp_path):
+    a, b = replicas
+    started = start_run(a.url, prompt="children please")
+    pids = [int(p) for p in wait_for_file(tmp_path / "demo" / "children.pids").split()]
+    record = httpx.post(f"{b.url}{started['cancel_url']}", timeout=60).json()
+    assert record["status"] == "cancelled"
+    assert not [pid for pid in pids if process_alive(pid)]
+    events = read_stream(b.url, started["stream_url"])
+    assert events[-1][2]["status"] == "cancelled"
+
+
+def test_sigterm_on_the_owner_publishes_done_and_the_other_replays(replicas):
+    a, b = replicas
+    started = start_run(a.url, prompt="slow run")
+    live: list = []
+    follower = threading.Thread(
+        target=lambda: live.extend(read_stream(b.url, started["stream_url"]))
+    )
+    follower.start()
+    time.sleep(0.5)
+    a.terminate()
+    follower.join(30)
+    assert live[-1][1] == "done" and live[-1][2]["status"] == "cancelled"
+    assert a.process.wait(30) is not None
+    replay = read_stream(b.url, started["stream_url"])
+    assert replay == live and texts(replay).startswith("w0 ")
