@@ -188,7 +188,10 @@ class RunService:
         except Exception as exc:  # the agent crashed: report it on the stream, never lose done
             log.exception("run %s: agent %s failed", run.run_id, run.provider)
             failure = f"agent error: {exc}"
-            await self._hub.publish(run.stream_id, ErrorEvent(failure))
+            try:
+                await self._hub.publish(run.stream_id, ErrorEvent(failure))
+            except Exception:  # the hub itself may be what failed
+                log.exception("run %s: cannot publish the error", run.run_id)
         finally:
             if timer is not None:
                 timer.cancel()
@@ -232,6 +235,8 @@ class RunService:
             await self._store.save(run)
             await self._hub.publish(run.stream_id, done)
             await self._hub.close(run.stream_id)
+        except Exception:  # the store or hub is down: the agent has stopped all the same
+            log.exception("run %s: cannot record its end (%s)", run.run_id, status)
         finally:
             self._active.pop(run.run_id, None)
             self.stats.finished[status] = self.stats.finished.get(status, 0) + 1

@@ -27,7 +27,7 @@ def render(overlay: str) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
-@pytest.mark.parametrize("overlay", ["base", "example-project"])
+@pytest.mark.parametrize("overlay", ["base", "example-project", "redis"])
 def test_manifests_render_and_validate_against_the_schemas(overlay):
     documents = render(overlay)
     assert documents
@@ -67,3 +67,21 @@ def test_the_deployment_probes_runs_as_non_root_and_uses_its_service_account():
 def test_the_example_pod_matches_the_default_pod_template():
     statefulset = by_kind(render("example-project"))["StatefulSet"]
     assert f"{statefulset['metadata']['name']}-0" == "{project}-agent-0".format(project="demo")
+
+
+def test_the_redis_overlay_runs_two_replicas_on_redis():
+    documents = render("redis")
+    gateway = next(
+        d
+        for d in documents
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == "agent-gateway"
+    )
+    assert gateway["spec"]["replicas"] == 2
+    settings = next(d for d in documents if d["kind"] == "ConfigMap")["data"]
+    assert settings["AGENT_GATEWAY_EVENT_BACKEND"] == "redis"
+    service = next(
+        d
+        for d in documents
+        if d["kind"] == "Service" and d["metadata"]["name"] == "agent-gateway-redis"
+    )
+    assert settings["AGENT_GATEWAY_REDIS_URL"].startswith(f"redis://{service['metadata']['name']}:")
