@@ -94,7 +94,12 @@ def build_storage(settings: Settings) -> tuple[EventHub, RunStore, RunControl]:
         )
         return hub, MemoryRunStore(), LocalRunControl()
     try:
-        return open_redis(settings.redis_url, settings.retain_events, settings.stream_retention_s)
+        return open_redis(
+            settings.redis_url,
+            settings.retain_events,
+            settings.stream_retention_s,
+            settings.subscriber_max_pending,
+        )
     except ValueError as exc:
         raise SettingsError(f"{ENV_PREFIX}REDIS_URL={settings.redis_url!r}: {exc}") from exc
 

@@ -8,9 +8,11 @@ __all__ = ["RedisEventHub", "RedisRunControl", "RedisRunStore", "open_redis"]
 
 
 def open_redis(
-    url: str, retain_events: int, retention_s: float
+    url: str, retain_events: int, retention_s: float, max_pending: int
 ) -> tuple[RedisEventHub, RedisRunStore, RedisRunControl]:
     """Hub, store and control sharing one client (it connects on first use)."""
     client = redis.from_url(url)
-    hub = RedisEventHub(client, retain_events=retain_events, retention_s=retention_s)
+    hub = RedisEventHub(
+        client, retain_events=retain_events, retention_s=retention_s, max_pending=max_pending
+    )
     return hub, RedisRunStore(client), RedisRunControl(client)

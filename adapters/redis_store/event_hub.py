@@ -6,12 +6,15 @@ marker entry `<last seq>-1`, which ends every reader without polling."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as redis
 
 from adapters.redis_store.codec import decode_event, encode_event
-from domain.errors import StreamNotFound
+from domain.errors import StreamNotFound, SubscriberTooSlow
 from domain.model import GapEvent, SequencedEvent, StreamEvent
 
 # KEYS: stream, counter. ARGV: payload, maxlen. Atomic: the next seq and its entry.
@@ -34,7 +37,9 @@ return 1
 class RedisEventHub:
     """EventHub on Redis Streams. Retention: about `retain_events` entries per stream
     (approximate MAXLEN), and `retention_s` after close (EXPIRE); an open stream expires
-    after `open_ttl_s` without a publish, so an abandoned stream cannot live forever."""
+    after `open_ttl_s` without a publish, so an abandoned stream cannot live forever.
+    Subscribers of one stream on this replica share one blocking read (one connection),
+    each with a backlog bounded by `max_pending`."""
 
     def __init__(
         self,
@@ -43,8 +48,11 @@ class RedisEventHub:
         retention_s: float = 3600.0,
         open_ttl_s: float = 7 * 86400.0,
         block_ms: int = 5000,
+        max_pending: int = 10_000,
         prefix: str = "agw",
     ) -> None:
+        self._max_pending = max_pending
+        self._readers: dict[str, _SharedReader] = {}
         self._redis = client
         self._retain_events = retain_events
         self._retention_s = max(int(retention_s), 1)
@@ -80,37 +88,158 @@ class RedisEventHub:
     def subscribe(
         self, stream_id: str, after_seq: int = 0
     ) -> AsyncGenerator[list[SequencedEvent], None]:
-        return self._read(stream_id, after_seq)
+        return self._subscription(stream_id, after_seq)
 
-    async def _read(
+    async def _subscription(
         self, stream_id: str, after_seq: int
     ) -> AsyncGenerator[list[SequencedEvent], None]:
-        stream, counter, _ = self._keys(stream_id)
+        stream, counter, closed_flag = self._keys(stream_id)
         if not await self._redis.exists(counter):
             raise StreamNotFound("-", stream_id)
-        last = after_seq
-        cursor = f"{after_seq}-0"
-        while True:
-            reply = await self._redis.xread({stream: cursor}, count=1000, block=self._block_ms)
-            if not reply:
-                if not await self._redis.exists(counter):
-                    return  # expired while we waited
-                continue
-            batch: list[SequencedEvent] = []
-            for entry_id, fields in reply[0][1]:
-                seq_text, _, part = _text(entry_id).partition("-")
-                seq = int(seq_text)
-                cursor = _text(entry_id)
-                if part == "1":  # the close marker
-                    if batch:
-                        yield batch
+        if await self._redis.exists(closed_flag):  # finished: a replay is all there is
+            async for page in self._replay(stream, after_seq):
+                yield page
+            return
+        # Join the shared live reader first, then replay from Redis: live events that the
+        # replay also returned are dropped by seq, and what lies between the replay and the
+        # reader's position is read on its own, so nothing is lost or repeated.
+        reader = self._readers.get(stream_id)
+        if reader is None:
+            reader = self._readers[stream_id] = _SharedReader(self, stream_id)
+        subscriber = reader.join()
+        try:
+            last = after_seq
+            async for page in self._replay(stream, after_seq):
+                yield page
+                last = page[-1].seq
+            while True:
+                if subscriber.failure is not None:
+                    raise subscriber.failure
+                if subscriber.pending:
+                    batch, subscriber.pending = subscriber.pending, []
+                    fresh = [e for e in batch if e.seq > last]
+                    if fresh and fresh[0].seq > last + 1:  # the reader is ahead of us
+                        async for page in self._replay(stream, last, fresh[0].seq - 1):
+                            yield page
+                    if fresh:
+                        yield fresh
+                        last = fresh[-1].seq
+                    continue
+                if subscriber.ended:
+                    # The reader may have started after our replay, past events we lack.
+                    async for page in self._replay(stream, last):
+                        yield page
                     return
-                if seq > last + 1:  # trimmed away while we were behind
-                    batch.append(SequencedEvent(seq - 1, GapEvent(first_available=seq)))
-                batch.append(SequencedEvent(seq, decode_event(fields[b"e"])))
-                last = seq
-            if batch:
-                yield batch
+                subscriber.wakeup.clear()
+                await subscriber.wakeup.wait()
+        finally:
+            reader.leave(subscriber)
+            if not reader.subscribers:
+                reader.stop()
+                if self._readers.get(stream_id) is reader:
+                    del self._readers[stream_id]
+
+    async def _replay(
+        self, stream: str, after_seq: int, up_to: int | None = None
+    ) -> AsyncGenerator[list[SequencedEvent], None]:
+        """Retained events after `after_seq` (to `up_to`), a page at a time, up to the
+        close marker."""
+        last = after_seq
+        while True:
+            high = f"{up_to}-0" if up_to is not None else "+"
+            entries = await self._redis.xrange(stream, min=f"({last}-0", max=high, count=1000)
+            page, closed = _decode(entries, last)
+            if page:
+                yield page
+                last = page[-1].seq
+            if closed or len(entries) < 1000:
+                return
+
+    async def read_after(self, stream: str, cursor: str) -> list[Any]:
+        reply = await self._redis.xread({stream: cursor}, count=1000, block=self._block_ms)
+        return reply[0][1] if reply else []
+
+
+@dataclass(eq=False, slots=True)
+class _Subscriber:
+    pending: list[SequencedEvent] = field(default_factory=list)
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: bool = False
+    failure: BaseException | None = None
+
+
+class _SharedReader:
+    """One blocking XREAD loop per stream on this replica, however many local subscribers
+    it has; each subscriber has its own bounded backlog and is dropped past it."""
+
+    def __init__(self, hub: RedisEventHub, stream_id: str) -> None:
+        self._hub = hub
+        self._stream, self._counter, _ = hub._keys(stream_id)
+        self.subscribers: set[_Subscriber] = set()
+        self._task = asyncio.ensure_future(self._run())
+
+    def join(self) -> _Subscriber:
+        subscriber = _Subscriber()
+        self.subscribers.add(subscriber)
+        return subscriber
+
+    def leave(self, subscriber: _Subscriber) -> None:
+        self.subscribers.discard(subscriber)
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+    async def _run(self) -> None:
+        try:
+            last_entries = await self._hub._redis.xrevrange(self._stream, count=1)
+            cursor = _text(last_entries[0][0]) if last_entries else "0-0"
+            last = int(cursor.partition("-")[0])
+            while True:
+                entries = await self._hub.read_after(self._stream, cursor)
+                if not entries:
+                    if not await self._hub._redis.exists(self._counter):
+                        self._deliver([], closed=True)  # expired while nobody wrote
+                        return
+                    continue
+                cursor = _text(entries[-1][0])
+                batch, closed = _decode(entries, last)
+                if batch:
+                    last = batch[-1].seq
+                self._deliver(batch, closed)
+                if closed:
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # Redis is gone: every subscriber ends and resumes later
+            for subscriber in self.subscribers:
+                subscriber.failure = exc
+                subscriber.wakeup.set()
+
+    def _deliver(self, batch: list[SequencedEvent], closed: bool) -> None:
+        limit = self._hub._max_pending
+        for subscriber in self.subscribers:
+            if len(subscriber.pending) + len(batch) > limit:
+                subscriber.pending = []
+                subscriber.failure = SubscriberTooSlow()
+            else:
+                subscriber.pending.extend(batch)
+            subscriber.ended = subscriber.ended or closed
+            subscriber.wakeup.set()
+
+
+def _decode(entries: list[Any], last: int) -> tuple[list[SequencedEvent], bool]:
+    """Stream entries -> events (a gap event where entries were trimmed), closed or not."""
+    batch: list[SequencedEvent] = []
+    for entry_id, fields in entries:
+        seq_text, _, part = _text(entry_id).partition("-")
+        seq = int(seq_text)
+        if part == "1":  # the close marker
+            return batch, True
+        if seq > last + 1:  # trimmed away before it could be read
+            batch.append(SequencedEvent(seq - 1, GapEvent(first_available=seq)))
+        batch.append(SequencedEvent(seq, decode_event(fields[b"e"])))
+        last = seq
+    return batch, False
 
 
 def _text(value: bytes | str) -> str:

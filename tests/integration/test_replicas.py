@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import fake_claude_command, process_alive
 from tests.integration.helpers import (
     GatewayProcess,
+    follow_with_resume,
     read_stream,
     start_run,
     texts,
@@ -63,7 +64,7 @@ def test_a_run_started_on_one_replica_streams_from_the_other(replicas):
 def test_resuming_across_replicas_loses_and_repeats_nothing(replicas):
     a, b = replicas
     started = start_run(a.url, prompt="lines 12000")
-    expected = read_stream(a.url, started["stream_url"])
+    expected, _ = follow_with_resume(a.url, started["stream_url"])
     seen: list = []
     rng = random.Random(7)
     reconnects = 0
