@@ -87,6 +87,7 @@ class RunService:
         store: RunStore,
         control: RunControl | None = None,
         *,
+        lease_ttl_s: float = 15.0,
         clock: Callable[[], datetime] = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
         new_id: Callable[[], str] = new_secret_id,
@@ -95,6 +96,7 @@ class RunService:
         self._hub = hub
         self._store = store
         self._control = control
+        self._lease_ttl_s = lease_ttl_s
         self._clock = clock
         self._monotonic = monotonic
         self._new_id = new_id
@@ -156,6 +158,8 @@ class RunService:
         )
         await self._hub.create(run.stream_id)
         await self._store.save(run)
+        if self._control is not None:
+            await self._control.claim(run.run_id, self._lease_ttl_s)
         active = _ActiveRun(run, agent, request)
         self._active[run.run_id] = active
         active.task = asyncio.create_task(self._drive(active, events), name=f"run-{run_id}")
@@ -241,6 +245,11 @@ class RunService:
             self._active.pop(run.run_id, None)
             self.stats.finished[status] = self.stats.finished.get(status, 0) + 1
             active.finished.set()
+        if self._control is not None:
+            try:
+                await self._control.release(run.run_id)
+            except Exception:
+                log.exception("run %s: cannot release its lease", run.run_id)
 
     # --- stop ------------------------------------------------------------------------------
 
@@ -272,9 +281,47 @@ class RunService:
         return await self.get(project_id, run_id)
 
     async def serve_control(self) -> None:
-        """Acts on cancel requests from other replicas for the runs this one owns."""
-        if self._control is not None:
-            await self._control.serve(self._cancel_if_owned)
+        """Acts on cancel requests from other replicas for the runs this one owns, keeps
+        the leases of its runs, and finishes the runs of replicas that died."""
+        if self._control is None:
+            return
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._control.serve(self._cancel_if_owned))
+            tasks.create_task(self._keep_leases(self._control))
+
+    async def _keep_leases(self, control: RunControl) -> None:
+        while True:
+            await asyncio.sleep(self._lease_ttl_s / 3)
+            try:
+                await control.renew(list(self._active), self._lease_ttl_s)
+                for run_id in await control.take_orphans():
+                    await self._finish_orphan(run_id)
+            except Exception:  # the store is unreachable: try again next round
+                log.exception("cannot keep run leases")
+
+    async def _finish_orphan(self, run_id: str) -> None:
+        """A run whose owner replica died: failed, with `done`, so no client waits forever."""
+        run = await self._store.get(run_id)
+        if run is None or run.status.finished:
+            return
+        error = "owner lost: the replica running this run stopped without finishing it"
+        log.warning("run %s: %s", run_id, error)
+        final = replace(run, status=RunStatus.FAILED, finished_at=self._clock(), error=error)
+        await self._store.save(final)
+        done = DoneEvent(
+            RunStatus.FAILED,
+            None,
+            None,
+            None,
+            run.session_id,
+            None,
+            None,
+            None,
+            provider=run.provider,
+            error=error,
+        )
+        await self._hub.publish(run.stream_id, done)
+        await self._hub.close(run.stream_id)
 
     async def _cancel_if_owned(self, run_id: str) -> None:
         active = self._active.get(run_id)

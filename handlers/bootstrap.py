@@ -143,5 +143,5 @@ def build_gateway(settings: Settings) -> Gateway:
     if not registry.names():
         raise SettingsError(f"{ENV_PREFIX}PROVIDERS: no usable provider in {settings.providers!r}")
 
-    service = RunService(registry, hub, store, control)
+    service = RunService(registry, hub, store, control, lease_ttl_s=settings.lease_ttl_s)
     return Gateway(settings, registry, service, build_access(settings))

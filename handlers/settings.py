@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     interrupt_grace_s: float = Field(5.0, ge=0)
     terminate_grace_s: float = Field(5.0, ge=0)
     shutdown_grace_s: float = Field(20.0, ge=0)
+    lease_ttl_s: float = Field(15.0, gt=0)  # a dead replica's runs fail after this
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     def provider_names(self) -> list[str]:

@@ -1,4 +1,5 @@
-"""Run control for a single replica: every run is local, so there is no one to tell."""
+"""Run control for a single replica: every run is local, so there is no one to tell and
+no owner can be lost while this process lives."""
 
 from __future__ import annotations
 
@@ -12,3 +13,15 @@ class LocalRunControl:
 
     async def serve(self, on_cancel: Callable[[str], Awaitable[None]]) -> None:
         await asyncio.Event().wait()  # nothing ever arrives
+
+    async def claim(self, run_id: str, ttl_s: float) -> None:
+        return None
+
+    async def renew(self, run_ids: list[str], ttl_s: float) -> None:
+        return None
+
+    async def release(self, run_id: str) -> None:
+        return None
+
+    async def take_orphans(self) -> list[str]:
+        return []

@@ -18,7 +18,9 @@ class RedisRunControl:
 
     def __init__(self, client: redis.Redis, prefix: str = "agw") -> None:
         self._redis = client
+        self._prefix = prefix
         self._channel = f"{prefix}:control"
+        self._running = f"{prefix}:running"  # the set of claimed runs
 
     async def request_cancel(self, run_id: str) -> None:
         await self._redis.publish(self._channel, f"cancel {run_id}")
@@ -37,3 +39,37 @@ class RedisRunControl:
             except (RedisError, OSError) as exc:
                 log.warning("run control channel lost (%s); reconnecting", exc)
                 await asyncio.sleep(1)
+
+    def _lease(self, run_id: str) -> str:
+        return f"{self._prefix}:lease:{run_id}"
+
+    async def claim(self, run_id: str, ttl_s: float) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(self._running, run_id)
+            pipe.set(self._lease(run_id), "1", px=int(ttl_s * 1000))
+            await pipe.execute()
+
+    async def renew(self, run_ids: list[str], ttl_s: float) -> None:
+        if run_ids:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for run_id in run_ids:
+                    pipe.set(self._lease(run_id), "1", px=int(ttl_s * 1000))
+                await pipe.execute()
+
+    async def release(self, run_id: str) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.srem(self._running, run_id)
+            pipe.delete(self._lease(run_id))
+            await pipe.execute()
+
+    async def take_orphans(self) -> list[str]:
+        claimed = [m.decode() for m in await self._redis.smembers(self._running)]
+        if not claimed:
+            return []
+        alive = await self._redis.mget([self._lease(run_id) for run_id in claimed])
+        orphans = []
+        for run_id, lease in zip(claimed, alive, strict=True):
+            # SREM answers 1 to one replica only: that one finishes the run.
+            if lease is None and await self._redis.srem(self._running, run_id):
+                orphans.append(run_id)
+        return orphans

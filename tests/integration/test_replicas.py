@@ -4,14 +4,16 @@ cancels any run."""
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
 import threading
 import time
 
 import httpx
 import pytest
 
-from tests.conftest import fake_claude_command, process_alive
+from tests.conftest import fake_claude_command, process_alive, processes_working_in
 from tests.integration.helpers import (
     GatewayProcess,
     follow_with_resume,
@@ -41,6 +43,8 @@ def replicas(redis_server, tmp_path):
         "1",
         "--retain-events",
         "50000",
+        "--lease-ttl-s",
+        "1.5",
     ]
     a, b = GatewayProcess(*flags), GatewayProcess(*flags)
     yield a, b
@@ -152,3 +156,20 @@ def test_a_redis_restart_mid_run_ends_in_an_error_or_a_resume_never_a_hang(start
         assert response.status_code in (200, 404)
     finally:
         redis.stop()
+
+
+def test_runs_of_a_replica_that_died_fail_as_owner_lost(replicas, tmp_path):
+    a, b = replicas
+    started = start_run(a.url, prompt="slow orphan")
+    time.sleep(0.5)
+    a.process.kill()  # no chance to finish anything
+    a.process.wait(10)
+    try:
+        events = read_stream(b.url, started["stream_url"], timeout=30)
+        assert events[-1][1] == "done" and events[-1][2]["status"] == "failed"
+        assert "owner lost" in events[-1][2]["error"]
+        record = httpx.get(f"{b.url}/projects/demo/runs/{started['run_id']}").json()
+        assert record["status"] == "failed" and "owner lost" in record["error"]
+    finally:
+        for pid in processes_working_in(tmp_path):  # the dead replica's agent lives on
+            os.kill(pid, signal.SIGKILL)
