@@ -12,6 +12,7 @@ import time
 
 import httpx
 import pytest
+from httpx_sse import connect_sse
 
 from tests.conftest import fake_claude_command, process_alive, processes_working_in
 from tests.integration.helpers import (
@@ -173,3 +174,32 @@ def test_runs_of_a_replica_that_died_fail_as_owner_lost(replicas, tmp_path):
     finally:
         for pid in processes_working_in(tmp_path):  # the dead replica's agent lives on
             os.kill(pid, signal.SIGKILL)
+
+
+def test_sigterm_ends_the_streams_a_replica_serves_so_clients_resume_elsewhere(replicas):
+    a, b = replicas
+    started = start_run(b.url, prompt="slow elsewhere")  # owned by b, followed on a
+    first: list = []
+
+    def follow() -> None:  # keeps what arrived, however the connection ends
+        try:
+            with (
+                httpx.Client(base_url=a.url, timeout=30) as client,
+                connect_sse(client, "GET", started["stream_url"]) as source,
+            ):
+                for sse in source.iter_sse():
+                    first.append((int(sse.id), sse.event, json.loads(sse.data)))
+        except httpx.HTTPError:
+            pass
+
+    follower = threading.Thread(target=follow)
+    follower.start()
+    time.sleep(0.5)
+    a.terminate()
+    follower.join(30)
+    assert not follower.is_alive() and first and first[-1][1] != "done"
+    assert a.process.wait(30) is not None
+    httpx.post(f"{b.url}{started['cancel_url']}", timeout=30)
+    rest = read_stream(b.url, started["stream_url"], {"Last-Event-ID": str(first[-1][0])})
+    assert [seq for seq, _, _ in first + rest] == list(range(1, len(first) + len(rest) + 1))
+    assert rest[-1][1] == "done"
