@@ -99,6 +99,7 @@ def build_storage(settings: Settings) -> tuple[EventHub, RunStore, RunControl]:
             settings.retain_events,
             settings.stream_retention_s,
             settings.subscriber_max_pending,
+            settings.redis_max_connections,
         )
     except ValueError as exc:
         raise SettingsError(f"{ENV_PREFIX}REDIS_URL={settings.redis_url!r}: {exc}") from exc

@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     workspace_root: Path = Field(default_factory=default_workspace_root)
     event_backend: Literal["memory", "redis"] = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_max_connections: int = Field(512, ge=8)
     api_keys_file: Path | None = None
     stream_token_secret: str | None = None  # default: random per process
     stream_token_ttl_s: float = Field(86_400.0, gt=0)

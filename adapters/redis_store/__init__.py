@@ -8,10 +8,13 @@ __all__ = ["RedisEventHub", "RedisRunControl", "RedisRunStore", "open_redis"]
 
 
 def open_redis(
-    url: str, retain_events: int, retention_s: float, max_pending: int
+    url: str, retain_events: int, retention_s: float, max_pending: int, max_connections: int
 ) -> tuple[RedisEventHub, RedisRunStore, RedisRunControl]:
-    """Hub, store and control sharing one client (it connects on first use)."""
-    client = redis.from_url(url)
+    """Hub, store and control sharing one client (it connects on first use). Past
+    `max_connections` a command waits for a free connection instead of failing: every
+    followed stream holds one for its blocking read."""
+    pool = redis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=20)
+    client = redis.Redis(connection_pool=pool)
     hub = RedisEventHub(
         client, retain_events=retain_events, retention_s=retention_s, max_pending=max_pending
     )
