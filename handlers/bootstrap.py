@@ -131,6 +131,9 @@ def build_gateway(settings: Settings) -> Gateway:
                 username=settings.opencode_username,
                 password=settings.opencode_password,
                 model=settings.opencode_model,
+                connect_timeout_s=settings.opencode_connect_timeout_s,
+                read_timeout_s=settings.opencode_read_timeout_s,
+                abort_wait_s=settings.opencode_abort_wait_s,
             )
         ),
     }

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     opencode_username: str = "opencode"
     opencode_password: str | None = None
     opencode_model: str | None = None  # providerID/modelID; default: the server's
+    opencode_connect_timeout_s: float = Field(5.0, gt=0)
+    opencode_read_timeout_s: float = Field(60.0, gt=0)  # silence on the event stream
+    opencode_abort_wait_s: float = Field(10.0, gt=0)
     anthropic_model: str = "claude-sonnet-4-5"
     anthropic_max_tokens: int = Field(4096, ge=1)
     anthropic_system: str | None = None

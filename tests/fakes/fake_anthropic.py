@@ -8,6 +8,7 @@ unknown keys and roles, and picks its behaviour from markers in the last user te
   [fail]   answer HTTP 500
   [overloaded]  answer HTTP 529 overloaded_error, before any byte of a stream
   [break]  stream a few words, then drop the connection
+  [think] a thinking block (thinking deltas) before the answer
   [stamps N R]  N deltas "T<CLOCK_MONOTONIC ns>" at R per second (0: at once), for benchmarks
 otherwise it answers "Hello from fake. You said: <text>" in several deltas.
 
@@ -89,6 +90,8 @@ class FakeAnthropic:
             count, rate = last_text.split("[stamps ", 1)[1].split("]")[0].split()
             stream = self._stamps(model, int(count), float(rate))
             return StreamingResponse(stream, media_type="text/event-stream")
+        if "[think]" in last_text:
+            return StreamingResponse(self._thinking(model), media_type="text/event-stream")
         if "[overloaded]" in last_text:
             error = {"type": "overloaded_error", "message": "Overloaded"}
             return JSONResponse({"type": "error", "error": error}, status_code=529)
@@ -148,6 +151,34 @@ class FakeAnthropic:
             )
         yield _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
         yield self._stop("end_turn", count)
+
+    async def _thinking(self, model: str) -> AsyncIterator[bytes]:
+        yield self._start(model)
+        block = {"type": "thinking", "thinking": "", "signature": ""}
+        yield _sse(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": block},
+        )
+        for piece in ("Let me ", "think."):
+            delta = {"type": "thinking_delta", "thinking": piece}
+            yield _sse(
+                "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
+            )
+        yield _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+        yield _sse(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 1,
+                "content_block": {"type": "text", "text": ""},
+            },
+        )
+        delta = {"type": "text_delta", "text": "Answer."}
+        yield _sse(
+            "content_block_delta", {"type": "content_block_delta", "index": 1, "delta": delta}
+        )
+        yield _sse("content_block_stop", {"type": "content_block_stop", "index": 1})
+        yield self._stop("end_turn", 3)
 
     async def _broken(self, model: str) -> AsyncIterator[bytes]:
         async for chunk in self._text(model, ["partial ", "reply ", "then "]):

@@ -26,7 +26,7 @@ def _free_port() -> int:
 
 
 class OpenCodeServer:
-    def __init__(self, folder: Path, api_url: str) -> None:
+    def __init__(self, folder: Path, api_url: str, password: str | None = None) -> None:
         self.folder = folder
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -77,6 +77,9 @@ class OpenCodeServer:
             "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
             "OPENCODE_DISABLE_SHARE": "1",
         }
+        if password:
+            self.env["OPENCODE_SERVER_PASSWORD"] = password
+        self._auth = ("opencode", password) if password else None
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> OpenCodeServer:
@@ -91,7 +94,8 @@ class OpenCodeServer:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.url}/global/health", timeout=0.5).status_code == 200:
+                health = httpx.get(f"{self.url}/global/health", timeout=0.5, auth=self._auth)
+                if health.status_code == 200:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.2)

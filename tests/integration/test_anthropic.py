@@ -119,3 +119,10 @@ def test_without_an_api_key_the_provider_is_unavailable(start_gateway, monkeypat
     server = start_gateway(providers="anthropic")
     response = httpx.post(f"{server.url}/projects/demo/runs", json={"prompt": "x"})
     assert response.status_code == 503 and "ANTHROPIC_API_KEY" in response.text
+
+
+def test_thinking_deltas_become_thinking_events(gateway):
+    events = read_stream(gateway.url, run(gateway.url, "please [think]")["stream_url"])
+    outputs = [(d["type"], d["content"]) for _, n, d in events if n == "output"]
+    assert outputs == [("thinking", "Let me "), ("thinking", "think."), ("text", "Answer.")]
+    assert events[-1][2]["result"] == "Answer."

@@ -150,3 +150,18 @@ def test_a_dropped_upstream_event_stream_is_reconnected_once(start_gateway, open
     record = httpx.post(f"{server.url}{started['cancel_url']}", timeout=30).json()
     assert record["status"] == "cancelled"
     proxy.close()
+
+
+def test_a_password_protected_server(start_gateway, fake_api, tmp_path):
+    with OpenCodeServer(tmp_path / "secured", fake_api[1], password="s3cret") as secured:
+        assert httpx.get(f"{secured.url}/global/health").status_code == 401
+        server = start_gateway(
+            providers="opencode", opencode_url=secured.url, opencode_password="s3cret"
+        )
+        events = read_stream(server.url, run(server.url, "hello secured")["stream_url"])
+        assert events[-1][2]["status"] == "succeeded"
+        wrong = start_gateway(
+            providers="opencode", opencode_url=secured.url, opencode_password="wrong"
+        )
+        response = httpx.post(f"{wrong.url}/projects/demo/runs", json={"prompt": "x"})
+        assert response.status_code == 503 and "401" in response.text
