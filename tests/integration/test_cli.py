@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,7 +16,7 @@ from handlers.cli import StreamFollower, main
 from handlers.settings import SettingsError, load_settings
 from tests.conftest import fake_claude_command, process_alive, processes_working_in
 from tests.fakes.servers import FlakyProxy
-from tests.integration.helpers import read_stream, start_run, wait_for_file
+from tests.integration.helpers import GatewayProcess, read_stream, start_run, wait_for_file
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -91,44 +88,21 @@ def test_serve_refuses_a_non_loopback_address_without_auth(capsys):
     assert "AGENT_GATEWAY_HOST" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_sigterm_stops_every_agent_publishes_done_and_then_exits(tmp_path: Path):
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_GATEWAY_")}
-    gateway = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "handlers.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--claude-command",
-            fake_claude_command(),
-            "--workspace-root",
-            str(tmp_path),
-            "--providers",
-            "claude-code",
-            "--interrupt-grace-s",
-            "1",
-            "--terminate-grace-s",
-            "1",
-        ],
-        env=env,
+    gateway = GatewayProcess(
+        "--claude-command",
+        fake_claude_command(),
+        "--workspace-root",
+        str(tmp_path),
+        "--providers",
+        "claude-code",
+        "--interrupt-grace-s",
+        "1",
+        "--terminate-grace-s",
+        "1",
     )
+    url = gateway.url
     try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
         runs = [start_run(url, project=f"p{i}", prompt="children wait") for i in range(2)]
         runs.append(start_run(url, project="p2", prompt="stubborn wait"))
         pids = [
@@ -145,15 +119,14 @@ def test_sigterm_stops_every_agent_publishes_done_and_then_exits(tmp_path: Path)
         follower.start()
         time.sleep(0.2)
 
-        gateway.send_signal(signal.SIGTERM)
+        gateway.terminate()
 
         follower.join(30)
         assert followed[-1][1] == "done"
         assert followed[-1][2]["status"] == "cancelled"
         assert "shutting down" in followed[-1][2]["error"]
-        gateway.wait(30)
+        gateway.process.wait(30)
     finally:
-        if gateway.poll() is None:
-            gateway.kill()
+        gateway.stop()
     assert not [pid for pid in pids if process_alive(pid)]
     assert processes_working_in(tmp_path) == []

@@ -1,4 +1,5 @@
-"""The in-memory hub: replay, live, resume, gap, slow subscribers, eviction."""
+"""What only the in-memory hub does: bounded backlogs per subscriber and eviction of
+finished streams (the behaviour every hub shares is in tests/contract)."""
 
 import asyncio
 
@@ -6,7 +7,7 @@ import pytest
 
 from adapters.memory import MemoryEventHub
 from domain.errors import StreamNotFound, SubscriberTooSlow
-from domain.model import GapEvent, OutputEvent, OutputType
+from domain.model import OutputEvent, OutputType
 
 
 def text(i: int) -> OutputEvent:
@@ -28,48 +29,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-async def test_seq_starts_at_one_and_increases_by_one():
-    hub = MemoryEventHub()
-    await hub.create("s")
-    assert [await hub.publish("s", text(i)) for i in range(3)] == [1, 2, 3]
-
-
-async def test_late_subscriber_gets_replay_then_live_without_gap_or_duplicate():
-    hub = MemoryEventHub()
-    await hub.create("s")
-    for i in range(5):
-        await hub.publish("s", text(i))
-    batches = hub.subscribe("s")
-    first = await anext(batches)  # the replay, in one batch
-    for i in range(5, 8):
-        await hub.publish("s", text(i))
-    await hub.close("s")
-    rest = await collect(batches)
-    assert [e.seq for e in first] == [1, 2, 3, 4, 5]
-    assert [e.seq for e in first + rest] == list(range(1, 9))
-
-
-async def test_resume_after_a_seq():
-    hub = MemoryEventHub()
-    await hub.create("s")
-    for i in range(10):
-        await hub.publish("s", text(i))
-    await hub.close("s")
-    assert [e.seq for e in await collect(hub.subscribe("s", 7))] == [8, 9, 10]
-    assert await collect(hub.subscribe("s", 10)) == []
-
-
-async def test_resume_past_retention_starts_with_a_gap_event():
-    hub = MemoryEventHub(retain_events=3)
-    await hub.create("s")
-    for i in range(10):
-        await hub.publish("s", text(i))
-    await hub.close("s")
-    events = await collect(hub.subscribe("s", 2))
-    assert events[0].event == GapEvent(first_available=8) and events[0].seq == 7
-    assert [e.seq for e in events[1:]] == [8, 9, 10]
 
 
 async def test_slow_subscriber_is_dropped_and_others_and_publisher_are_not():
