@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from domain.errors import (
+    LimitExceeded,
     OwnerUnreachable,
     ProviderUnavailable,
     RunNotFound,
@@ -88,6 +89,8 @@ class RunService:
         control: RunControl | None = None,
         *,
         lease_ttl_s: float = 15.0,
+        max_runs: int | None = None,
+        max_runs_per_project: int | None = None,
         clock: Callable[[], datetime] = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
         new_id: Callable[[], str] = new_secret_id,
@@ -97,6 +100,8 @@ class RunService:
         self._store = store
         self._control = control
         self._lease_ttl_s = lease_ttl_s
+        self._max_runs = max_runs
+        self._max_runs_per_project = max_runs_per_project
         self._clock = clock
         self._monotonic = monotonic
         self._new_id = new_id
@@ -116,6 +121,7 @@ class RunService:
         failure is raised (ProviderUnavailable: 503)."""
         if not self._accepting:
             raise ShuttingDown()
+        self._check_limits(request.project_id)
         run_id = self._new_id()
         chain = request.providers or (self._registry.default_name(),)
         agents = [(name, self._registry.get(name)) for name in chain]  # unknown names fail first
@@ -133,6 +139,22 @@ class RunService:
             return await self._launch(run_id, name, agent, events, request, tuple(skipped))
         detail = "; ".join(skipped) if len(agents) > 1 else skipped[0].split(": ", 1)[1]
         raise ProviderUnavailable(",".join(chain), detail)
+
+    def _check_limits(self, project_id: str) -> None:
+        """Concurrent runs on this replica, in total and per project."""
+        if self._max_runs is not None and len(self._active) >= self._max_runs:
+            raise LimitExceeded(
+                "max_runs", f"{self._max_runs} runs are running; try again later", 5
+            )
+        per_project = self._max_runs_per_project
+        if per_project is not None:
+            running = sum(1 for a in self._active.values() if a.run.project_id == project_id)
+            if running >= per_project:
+                raise LimitExceeded(
+                    "max_runs_per_project",
+                    f"project {project_id!r} has {running} runs running (at most {per_project})",
+                    5,
+                )
 
     async def _launch(
         self,

@@ -19,6 +19,7 @@ from handlers import sse
 from handlers.auth import Access, AuthMiddleware, authorize
 from handlers.bootstrap import Gateway
 from handlers.errors import install_error_handlers
+from handlers.limits import BodyLimitMiddleware
 from handlers.metrics import Metrics
 from handlers.schemas import ErrorBody, ProviderInfo, RunRecord, RunStarted, StartRunBody
 from handlers.settings import Settings
@@ -252,4 +253,5 @@ def create_app(gateway: Gateway) -> FastAPI:
     install_error_handlers(app)
     app.include_router(router)
     app.add_middleware(AuthMiddleware, access=gateway.access)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=gateway.settings.max_body_bytes)
     return app

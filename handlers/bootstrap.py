@@ -147,5 +147,13 @@ def build_gateway(settings: Settings) -> Gateway:
     if not registry.names():
         raise SettingsError(f"{ENV_PREFIX}PROVIDERS: no usable provider in {settings.providers!r}")
 
-    service = RunService(registry, hub, store, control, lease_ttl_s=settings.lease_ttl_s)
+    service = RunService(
+        registry,
+        hub,
+        store,
+        control,
+        lease_ttl_s=settings.lease_ttl_s,
+        max_runs=settings.max_runs,
+        max_runs_per_project=settings.max_runs_per_project,
+    )
     return Gateway(settings, registry, service, build_access(settings))

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     terminate_grace_s: float = Field(5.0, ge=0)
     shutdown_grace_s: float = Field(20.0, ge=0)
     lease_ttl_s: float = Field(15.0, gt=0)  # a dead replica's runs fail after this
+    max_runs: int = Field(200, ge=1)  # concurrent runs on one replica
+    max_runs_per_project: int = Field(20, ge=1)
+    max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     def provider_names(self) -> list[str]:

@@ -123,3 +123,38 @@ def test_runs_are_listed_newest_first(url):
     listed = [run["run_id"] for run in httpx.get(f"{url}/projects/demo/runs").json()]
     assert listed == ids[::-1]
     assert httpx.get(f"{url}/projects/other/runs").json() == []
+
+
+def test_a_body_over_the_limit_is_413_by_length_or_while_streaming(start_gateway):
+    server = start_gateway(max_body_bytes=4096)
+    big = {"prompt": "x" * 5000}
+    response = httpx.post(f"{server.url}/projects/demo/runs", json=big)
+    assert _error(response, 413)["code"] == "payload_too_large"
+
+    def chunks():  # no Content-Length: the limit applies while reading
+        yield b'{"prompt": "'
+        for _ in range(10):
+            yield b"y" * 1000
+        yield b'"}'
+
+    response = httpx.post(
+        f"{server.url}/projects/demo/runs",
+        content=chunks(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert _error(response, 413)["code"] == "payload_too_large"
+
+
+def test_concurrent_runs_over_the_project_limit_are_429_with_retry_after(start_gateway):
+    server = start_gateway(max_runs_per_project=2)
+    started = [
+        httpx.post(f"{server.url}/projects/demo/runs", json={"prompt": "slow x"}) for _ in range(2)
+    ]
+    response = httpx.post(f"{server.url}/projects/demo/runs", json={"prompt": "slow x"})
+    assert _error(response, 429)["code"] == "limit_exceeded"
+    assert response.headers["retry-after"] == "5"
+    other = httpx.post(f"{server.url}/projects/other/runs", json={"prompt": "hi"})
+    assert other.status_code == 202  # another project is not affected
+    for run in started:
+        httpx.post(f"{server.url}{run.json()['cancel_url']}", timeout=30)
+    assert httpx.post(f"{server.url}/projects/demo/runs", json={"prompt": "hi"}).is_success
