@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import uvicorn
-from httpx_sse import ServerSentEvent, connect_sse
+from httpx_sse import ServerSentEvent, SSEError, connect_sse
 
 from handlers.settings import ENV_PREFIX, Settings, SettingsError, load_settings
 
@@ -146,7 +146,7 @@ class StreamFollower:
                         self._show(event)
                         if event.event == "done":
                             break
-            except (httpx.TransportError, httpx_sse_error()) as exc:
+            except (httpx.TransportError, SSEError) as exc:
                 log.debug("stream dropped: %s", exc)
             if self.done is not None:
                 break
@@ -184,12 +184,6 @@ class StreamFollower:
 
     def _line(self, text: str) -> None:
         self._write(("" if self._at_line_start else "\n") + text + "\n")
-
-
-def httpx_sse_error() -> type[Exception]:
-    from httpx_sse import SSEError
-
-    return SSEError
 
 
 def _summary(data: dict[str, Any]) -> str:
