@@ -105,7 +105,12 @@ class KubernetesExecRunner:
         self._locator = locator
         self._grace = (interrupt_grace_s, terminate_grace_s)
         self._ping_interval_s = ping_interval_s
-        self._threads = ThreadPoolExecutor(max_threads, thread_name_prefix="kube-exec")
+        # Pumps hold a thread for a whole run; lookups, exec opens and stop scripts are short
+        # and get threads of their own, so running agents can never starve a new start.
+        self._max_pumps = max_threads
+        self._pumps = ThreadPoolExecutor(max_threads, thread_name_prefix="kube-exec-pump")
+        self._calls = ThreadPoolExecutor(16, thread_name_prefix="kube-api")
+        self._running: set[ExecProcess] = set()
 
     def check(self, program: str) -> str | None:
         return None  # the pod's image is checked when a run starts
@@ -113,15 +118,19 @@ class KubernetesExecRunner:
     async def start(
         self, project_id: str, argv: Sequence[str], env: Mapping[str, str], stdin: bytes = b""
     ) -> ExecProcess:
+        if len(self._running) >= self._max_pumps:
+            raise ProviderUnavailable(
+                "claude-code", f"{self._max_pumps} execs are running: no thread left to pump one"
+            )
         loop = asyncio.get_running_loop()
-        pod, container = await loop.run_in_executor(self._threads, self._find_pod, project_id)
+        pod, container = await loop.run_in_executor(self._calls, self._find_pod, project_id)
         tag = secrets.token_hex(16)
         forwarded = [f"{k}={env[k]}" for k in FORWARDED if k in env]
         command = ["env", f"{TAG_VARIABLE}={tag}", *forwarded, *argv]
         target = Target(self._configuration, self._locator.namespace, pod, container)
         try:
             connection = await asyncio.wait_for(
-                loop.run_in_executor(self._threads, target.exec_with_stdin, command, stdin),
+                loop.run_in_executor(self._calls, target.exec_with_stdin, command, stdin),
                 OPEN_TIMEOUT_S,
             )
         except TimeoutError:
@@ -129,8 +138,10 @@ class KubernetesExecRunner:
             raise ProviderUnavailable(
                 "claude-code", f"exec in pod {target.namespace}/{pod} did not open in time"
             ) from None
-        process = ExecProcess(target, tag, connection, self._threads, self._grace)
-        process.start_pump(self._ping_interval_s)
+        process = ExecProcess(target, tag, connection, self._calls, self._grace)
+        self._running.add(process)
+        pump = self._pumps.submit(process.pump, self._ping_interval_s)
+        pump.add_done_callback(lambda _: loop.call_soon_threadsafe(self._running.discard, process))
         return process
 
     def _find_pod(self, project_id: str) -> tuple[str, str]:
@@ -233,7 +244,8 @@ class Target:
 
 
 class ExecProcess:
-    """AgentProcess for one exec. A worker thread reads frames and hands them to the loop."""
+    """AgentProcess for one exec. A worker thread (`pump`) reads frames and hands them to
+    the loop."""
 
     QUEUE_CHUNKS = 64
 
@@ -242,13 +254,13 @@ class ExecProcess:
         target: Target,
         tag: str,
         connection: WSClient,
-        threads: ThreadPoolExecutor,
+        calls: ThreadPoolExecutor,  # for the stop script's exec
         grace: tuple[float, float],
     ) -> None:
         self._target = target
         self._tag = tag
         self._connection = connection
-        self._threads = threads
+        self._calls = calls
         self._grace = grace
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[tuple[Channel, bytes] | None] = asyncio.Queue(self.QUEUE_CHUNKS)
@@ -261,10 +273,8 @@ class ExecProcess:
         # stream() cannot tell it: drop that copy so a long run does not grow memory.
         connection._all = _IgnoredIO()
 
-    def start_pump(self, ping_interval_s: float) -> None:
-        self._threads.submit(self._pump, ping_interval_s)
-
-    def _pump(self, ping_interval_s: float) -> None:
+    def pump(self, ping_interval_s: float) -> None:
+        """Runs in a worker thread until the exec ends: frames in, status out."""
         connection = self._connection
         status = bytearray()
         last_ping = time.monotonic()
@@ -344,7 +354,7 @@ class ExecProcess:
             ]
             try:
                 await self._loop.run_in_executor(
-                    self._threads, lambda: self._target.exec(command, preload=True)
+                    self._calls, lambda: self._target.exec(command, preload=True)
                 )
             except ProviderUnavailable as exc:
                 log.warning("could not stop run processes in the pod: %s", exc)

@@ -149,3 +149,19 @@ def test_pods_found_by_label_selector(start_gateway, fake_kube):
     response = httpx.post(f"{server.url}/projects/ghost/claude", json={"prompt": "x"})
     assert response.status_code == 503
     assert "selector 'project=ghost'" in response.json()["error"]["message"]
+
+
+def test_runs_past_the_exec_thread_limit_are_refused_not_queued(kube_gateway):
+    server = kube_gateway(kube_exec_threads=1)
+    first = start_run(server.url, prompt="slow one")
+    response = httpx.post(f"{server.url}/projects/demo/claude", json={"prompt": "x"}, timeout=10)
+    assert response.status_code == 503 and "no thread left" in response.text
+    httpx.post(f"{server.url}{first['cancel_url']}", timeout=30)
+    wait_until(
+        lambda: (
+            httpx.post(
+                f"{server.url}/projects/demo/claude", json={"prompt": "hello"}, timeout=10
+            ).status_code
+            == 202
+        )
+    )
