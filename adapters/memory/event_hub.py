@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 
-from domain.errors import StreamNotFound, SubscriberTooSlow
+from domain.errors import StreamNotFound
+from domain.mailbox import Mailbox
 from domain.model import GapEvent, SequencedEvent, StreamEvent
-
-
-@dataclass(eq=False, slots=True)
-class _Subscriber:
-    pending: list[SequencedEvent] = field(default_factory=list)
-    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
-    too_slow: bool = False
 
 
 @dataclass(eq=False, slots=True)
 class _Stream:
     events: deque[SequencedEvent]
     next_seq: int = 1
-    subscribers: set[_Subscriber] = field(default_factory=set)
+    subscribers: set[Mailbox] = field(default_factory=set)
     closed_at: float | None = None
 
 
@@ -66,15 +59,8 @@ class MemoryEventHub:
         sequenced = SequencedEvent(stream.next_seq, event)
         stream.next_seq += 1
         stream.events.append(sequenced)
-        for subscriber in stream.subscribers:
-            if subscriber.too_slow:
-                continue
-            if len(subscriber.pending) >= self._max_pending:
-                subscriber.too_slow = True
-                subscriber.pending = []  # free it now; the subscriber resumes from its last seq
-            else:
-                subscriber.pending.append(sequenced)
-            subscriber.wakeup.set()
+        for mailbox in stream.subscribers:
+            mailbox.offer((sequenced,))
         return sequenced.seq
 
     async def close(self, stream_id: str) -> None:
@@ -82,8 +68,8 @@ class MemoryEventHub:
         if stream.closed_at is None:
             stream.closed_at = self._monotonic()
             self._closed_order.append((stream.closed_at, stream_id))
-            for subscriber in stream.subscribers:
-                subscriber.wakeup.set()
+            for mailbox in stream.subscribers:
+                mailbox.end()
 
     def subscribe(
         self, stream_id: str, after_seq: int = 0
@@ -91,30 +77,23 @@ class MemoryEventHub:
         stream = self._get(stream_id)
         # Snapshot the backlog and register in the same step: nothing published in between.
         backlog = self._backlog(stream, after_seq)
-        subscriber = _Subscriber()
+        mailbox = Mailbox(self._max_pending)
         if stream.closed_at is None:
-            stream.subscribers.add(subscriber)
-        return self._deliver(stream, subscriber, backlog)
+            stream.subscribers.add(mailbox)
+        else:
+            mailbox.end()
+        return self._deliver(stream, mailbox, backlog)
 
     async def _deliver(
-        self, stream: _Stream, subscriber: _Subscriber, backlog: list[SequencedEvent]
+        self, stream: _Stream, mailbox: Mailbox, backlog: list[SequencedEvent]
     ) -> AsyncGenerator[list[SequencedEvent], None]:
         try:
             if backlog:
                 yield backlog
-            while True:
-                if subscriber.too_slow:
-                    raise SubscriberTooSlow()
-                if subscriber.pending:
-                    batch, subscriber.pending = subscriber.pending, []
-                    yield batch
-                    continue
-                if stream.closed_at is not None:
-                    return
-                subscriber.wakeup.clear()
-                await subscriber.wakeup.wait()
+            while (batch := await mailbox.take()) is not None:
+                yield batch
         finally:
-            stream.subscribers.discard(subscriber)
+            stream.subscribers.discard(mailbox)
 
     def _backlog(self, stream: _Stream, after_seq: int) -> list[SequencedEvent]:
         if not stream.events:

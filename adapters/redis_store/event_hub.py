@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as redis
 
 from adapters.redis_store.codec import decode_event, encode_event
-from domain.errors import StreamNotFound, SubscriberTooSlow
+from domain.errors import StreamNotFound
+from domain.mailbox import Mailbox
 from domain.model import GapEvent, SequencedEvent, StreamEvent
 
 # KEYS: stream, counter. ARGV: payload, maxlen. Atomic: the next seq and its entry.
@@ -106,34 +106,25 @@ class RedisEventHub:
         reader = self._readers.get(stream_id)
         if reader is None:
             reader = self._readers[stream_id] = _SharedReader(self, stream_id)
-        subscriber = reader.join()
+        mailbox = reader.join()
         try:
             last = after_seq
             async for page in self._replay(stream, after_seq):
                 yield page
                 last = page[-1].seq
-            while True:
-                if subscriber.failure is not None:
-                    raise subscriber.failure
-                if subscriber.pending:
-                    batch, subscriber.pending = subscriber.pending, []
-                    fresh = [e for e in batch if e.seq > last]
-                    if fresh and fresh[0].seq > last + 1:  # the reader is ahead of us
-                        async for page in self._replay(stream, last, fresh[0].seq - 1):
-                            yield page
-                    if fresh:
-                        yield fresh
-                        last = fresh[-1].seq
-                    continue
-                if subscriber.ended:
-                    # The reader may have started after our replay, past events we lack.
-                    async for page in self._replay(stream, last):
+            while (batch := await mailbox.take()) is not None:
+                fresh = [e for e in batch if e.seq > last]
+                if fresh and fresh[0].seq > last + 1:  # the reader is ahead of us
+                    async for page in self._replay(stream, last, fresh[0].seq - 1):
                         yield page
-                    return
-                subscriber.wakeup.clear()
-                await subscriber.wakeup.wait()
+                if fresh:
+                    yield fresh
+                    last = fresh[-1].seq
+            # The reader may have started after our replay, past events we lack.
+            async for page in self._replay(stream, last):
+                yield page
         finally:
-            reader.leave(subscriber)
+            reader.leave(mailbox)
             if not reader.subscribers:
                 reader.stop()
                 if self._readers.get(stream_id) is reader:
@@ -160,14 +151,6 @@ class RedisEventHub:
         return reply[0][1] if reply else []
 
 
-@dataclass(eq=False, slots=True)
-class _Subscriber:
-    pending: list[SequencedEvent] = field(default_factory=list)
-    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
-    ended: bool = False
-    failure: BaseException | None = None
-
-
 class _SharedReader:
     """One blocking XREAD loop per stream on this replica, however many local subscribers
     it has; each subscriber has its own bounded backlog and is dropped past it."""
@@ -175,16 +158,16 @@ class _SharedReader:
     def __init__(self, hub: RedisEventHub, stream_id: str) -> None:
         self._hub = hub
         self._stream, self._counter, _ = hub._keys(stream_id)
-        self.subscribers: set[_Subscriber] = set()
+        self.subscribers: set[Mailbox] = set()
         self._task = asyncio.ensure_future(self._run())
 
-    def join(self) -> _Subscriber:
-        subscriber = _Subscriber()
-        self.subscribers.add(subscriber)
-        return subscriber
+    def join(self) -> Mailbox:
+        mailbox = Mailbox(self._hub._max_pending)
+        self.subscribers.add(mailbox)
+        return mailbox
 
-    def leave(self, subscriber: _Subscriber) -> None:
-        self.subscribers.discard(subscriber)
+    def leave(self, mailbox: Mailbox) -> None:
+        self.subscribers.discard(mailbox)
 
     def stop(self) -> None:
         self._task.cancel()
@@ -211,20 +194,14 @@ class _SharedReader:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # Redis is gone: every subscriber ends and resumes later
-            for subscriber in self.subscribers:
-                subscriber.failure = exc
-                subscriber.wakeup.set()
+            for mailbox in self.subscribers:
+                mailbox.fail(exc)
 
     def _deliver(self, batch: list[SequencedEvent], closed: bool) -> None:
-        limit = self._hub._max_pending
-        for subscriber in self.subscribers:
-            if len(subscriber.pending) + len(batch) > limit:
-                subscriber.pending = []
-                subscriber.failure = SubscriberTooSlow()
-            else:
-                subscriber.pending.extend(batch)
-            subscriber.ended = subscriber.ended or closed
-            subscriber.wakeup.set()
+        for mailbox in self.subscribers:
+            mailbox.offer(batch)
+            if closed:
+                mailbox.end()
 
 
 def _decode(entries: list[Any], last: int) -> tuple[list[SequencedEvent], bool]:
