@@ -126,19 +126,39 @@ class RunService:
         chain = request.providers or (self._registry.default_name(),)
         agents = [(name, self._registry.get(name)) for name in chain]  # unknown names fail first
         skipped: list[str] = []
+        detail = ""
         for name, agent in agents:
             capabilities = agent.capabilities()
             if not capabilities.available:
-                skipped.append(f"{name}: {capabilities.detail}")
+                detail = capabilities.detail
+                skipped.append(f"{name}: {detail}")
                 continue
             try:
                 events = await agent.execute(run_id, request)
             except ProviderUnavailable as exc:
-                skipped.append(f"{name}: {exc.detail}")
+                detail = exc.detail
+                skipped.append(f"{name}: {detail}")
                 continue
-            return await self._launch(run_id, name, agent, events, request, tuple(skipped))
-        detail = "; ".join(skipped) if len(agents) > 1 else skipped[0].split(": ", 1)[1]
-        raise ProviderUnavailable(",".join(chain), detail)
+            try:
+                return await self._launch(run_id, name, agent, events, request, tuple(skipped))
+            except BaseException:
+                await self._abandon(run_id, agent, events)
+                raise
+        raise ProviderUnavailable(
+            ",".join(chain), "; ".join(skipped) if len(agents) > 1 else detail
+        )
+
+    async def _abandon(
+        self, run_id: str, agent: CodeAgent, events: AsyncGenerator[AgentEvent, None]
+    ) -> None:
+        """Stops an agent that started but whose run could not be recorded (the hub or the
+        store failed): nothing may run that no record or stream knows of."""
+        try:
+            await asyncio.wait_for(agent.cancel(run_id), 30)
+        except Exception:
+            log.exception("run %s: cannot stop the agent of a run that failed to start", run_id)
+        finally:
+            await events.aclose()
 
     def _check_limits(self, project_id: str) -> None:
         """Concurrent runs on this replica, in total and per project."""

@@ -133,3 +133,21 @@ async def test_a_provider_that_fails_to_start_is_skipped_for_the_next():
     assert run.provider == "second" and run.providers_skipped == ("first: pod missing",)
     with pytest.raises(ProviderUnavailable, match="pod missing"):
         await service.start(AgentRequest.create("p", "hi", providers=["first"]))
+
+
+class UnreachableHub(MemoryEventHub):
+    """An EventHub whose backend is down."""
+
+    async def create(self, stream_id: str) -> None:
+        raise ConnectionError("hub down")
+
+
+async def test_an_agent_whose_run_cannot_be_recorded_is_stopped():
+    agent = FakeCodeAgent(hang=True)
+    registry = ProviderRegistry()
+    registry.register("fake", agent)
+    service = RunService(registry, UnreachableHub(), MemoryRunStore())
+    with pytest.raises(ConnectionError):
+        await service.start(AgentRequest.create("p", "hi"))
+    assert len(agent.executed) == 1 and len(agent.cancelled) == 1
+    assert await service.list_runs("p") == []
