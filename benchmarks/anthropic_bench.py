@@ -14,32 +14,16 @@ import asyncio
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stream_bench import free_port, post
+from stream_bench import free_port, launch, post
 
 ROOT = Path(__file__).resolve().parent.parent
 STAMP = re.compile(rb"T(\d{10,})")
-
-
-def start(argv: list[str], env: dict[str, str], port: int) -> subprocess.Popen:
-    process = subprocess.Popen(argv, cwd=ROOT, env=env)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            import socket
-
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError(f"{argv} did not start")
 
 
 async def follow(port: int, path: str) -> list[int]:
@@ -69,14 +53,14 @@ def main() -> None:
     args = parser.parse_args()
     fake_port, gateway_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_GATEWAY_")}
-    fake = start(
+    fake = launch(
         [sys.executable, "-m", "tests.fakes.fake_anthropic", "--port", str(fake_port)],
         env,
         fake_port,
     )
     env.update(ANTHROPIC_BASE_URL=f"http://127.0.0.1:{fake_port}", ANTHROPIC_API_KEY="bench")
     with tempfile.TemporaryDirectory() as workspace:
-        gateway = start(
+        gateway = launch(
             [
                 sys.executable,
                 "-m",

@@ -89,6 +89,11 @@ def start_server(kind: str, port: int, workspace: str) -> subprocess.Popen:
             "--log-level",
             "warning",
         ]
+    return launch(argv, env, port)
+
+
+def launch(argv: list[str], env: dict[str, str], port: int) -> subprocess.Popen:
+    """Starts a server process and returns once its port accepts connections."""
     server = subprocess.Popen(argv, cwd=ROOT, env=env)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -98,7 +103,7 @@ def start_server(kind: str, port: int, workspace: str) -> subprocess.Popen:
         except OSError:
             time.sleep(0.05)
     server.kill()
-    raise RuntimeError(f"{kind} did not start")
+    raise RuntimeError(f"{argv[:4]} did not start")
 
 
 def post(port: int, path: str, body: dict) -> dict:
