@@ -12,6 +12,7 @@ import enum
 import logging
 import secrets
 import time
+import weakref
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -23,7 +24,9 @@ from domain.errors import (
     RunNotFound,
     ShuttingDown,
     StreamNotFound,
+    SubscriberTooSlow,
 )
+from domain.logcontext import bind_run, working_for
 from domain.model import (
     AgentEvent,
     AgentRequest,
@@ -33,9 +36,11 @@ from domain.model import (
     Run,
     RunStatus,
     SequencedEvent,
+    StreamEvent,
     validate_project_id,
 )
 from domain.registry import ProviderRegistry
+from domain.stats import GatewayStats
 from ports.code_agent import CodeAgent
 from ports.event_hub import EventHub
 from ports.run_control import RunControl
@@ -68,14 +73,7 @@ class _ActiveRun:
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     stop_task: asyncio.Task[None] | None = None
-
-
-@dataclass(slots=True)
-class RunStats:
-    """Counters read by the metrics endpoint."""
-
-    started: int = 0
-    finished: dict[str, int] = field(default_factory=dict)
+    stop_requested_at: float | None = None  # monotonic
 
 
 class RunService:
@@ -91,6 +89,8 @@ class RunService:
         lease_ttl_s: float = 15.0,
         max_runs: int | None = None,
         max_runs_per_project: int | None = None,
+        max_subscribers: int | None = None,
+        max_subscribers_per_stream: int | None = None,
         clock: Callable[[], datetime] = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
         new_id: Callable[[], str] = new_secret_id,
@@ -102,12 +102,15 @@ class RunService:
         self._lease_ttl_s = lease_ttl_s
         self._max_runs = max_runs
         self._max_runs_per_project = max_runs_per_project
+        self._max_subscribers = max_subscribers
+        self._max_subscribers_per_stream = max_subscribers_per_stream
+        self._subscribers_by_stream: dict[str, int] = {}
         self._clock = clock
         self._monotonic = monotonic
         self._new_id = new_id
         self._active: dict[str, _ActiveRun] = {}
         self._accepting = True
-        self.stats = RunStats()
+        self.stats = GatewayStats()
 
     @property
     def active_count(self) -> int:
@@ -123,6 +126,7 @@ class RunService:
             raise ShuttingDown()
         self._check_limits(request.project_id)
         run_id = self._new_id()
+        bind_run(run_id, request.project_id)
         chain = request.providers or (self._registry.default_name(),)
         agents = [(name, self._registry.get(name)) for name in chain]  # unknown names fail first
         skipped: list[str] = []
@@ -136,6 +140,7 @@ class RunService:
             try:
                 events = await agent.execute(run_id, request)
             except ProviderUnavailable as exc:
+                self.stats.upstream_errors[name] += 1
                 detail = exc.detail
                 skipped.append(f"{name}: {detail}")
                 continue
@@ -205,7 +210,8 @@ class RunService:
         active = _ActiveRun(run, agent, request)
         self._active[run.run_id] = active
         active.task = asyncio.create_task(self._drive(active, events), name=f"run-{run_id}")
-        self.stats.started += 1
+        self.stats.runs_started[provider] += 1
+        log.info("run started: provider %s", provider)
         return run
 
     async def _drive(
@@ -226,22 +232,29 @@ class RunService:
                 async for event in events:
                     if isinstance(event, AgentResult):
                         result = event
-                    else:
-                        await self._hub.publish(run.stream_id, event)
+                        continue
+                    if isinstance(event, ErrorEvent):
+                        self.stats.upstream_errors[run.provider] += 1
+                    await self._publish(run.stream_id, event)
         except asyncio.CancelledError:
             failure = "run aborted: the gateway stopped before the agent finished"
             raise
         except Exception as exc:  # the agent crashed: report it on the stream, never lose done
             log.exception("run %s: agent %s failed", run.run_id, run.provider)
+            self.stats.upstream_errors[run.provider] += 1
             failure = f"agent error: {exc}"
             try:
-                await self._hub.publish(run.stream_id, ErrorEvent(failure))
+                await self._publish(run.stream_id, ErrorEvent(failure))
             except Exception:  # the hub itself may be what failed
                 log.exception("run %s: cannot publish the error", run.run_id)
         finally:
             if timer is not None:
                 timer.cancel()
             await self._finish(active, result, failure, self._monotonic() - started)
+
+    async def _publish(self, stream_id: str, event: StreamEvent) -> None:
+        await self._hub.publish(stream_id, event)
+        self.stats.events_published += 1
 
     async def _finish(
         self,
@@ -279,19 +292,26 @@ class RunService:
         try:
             # The record first: whoever sees `done` (on any replica) then reads the final one.
             await self._store.save(run)
-            await self._hub.publish(run.stream_id, done)
+            await self._publish(run.stream_id, done)
             await self._hub.close(run.stream_id)
         except Exception:  # the store or hub is down: the agent has stopped all the same
             log.exception("run %s: cannot record its end (%s)", run.run_id, status)
         finally:
             self._active.pop(run.run_id, None)
-            self.stats.finished[status] = self.stats.finished.get(status, 0) + 1
+            self._count_finished(active, status, elapsed_s)
             active.finished.set()
         if self._control is not None:
             try:
                 await self._control.release(run.run_id)
             except Exception:
                 log.exception("run %s: cannot release its lease", run.run_id)
+
+    def _count_finished(self, active: _ActiveRun, status: RunStatus, elapsed_s: float) -> None:
+        self.stats.run_finished(active.run.provider, status, elapsed_s)
+        if status is RunStatus.CANCELLED and active.stop_requested_at is not None:
+            self.stats.cancels += 1
+            self.stats.stop_seconds.observe(self._monotonic() - active.stop_requested_at)
+        log.info("run finished: %s", status)
 
     # --- stop ------------------------------------------------------------------------------
 
@@ -300,6 +320,8 @@ class RunService:
         if active.stop_reason is not None or active.finished.is_set():
             return
         active.stop_reason = reason
+        active.stop_requested_at = self._monotonic()
+        log.info("stopping the agent: %s", reason.value)
         active.stop_task = asyncio.create_task(active.agent.cancel(active.run.run_id))
 
     async def cancel(self, project_id: str, run_id: str, remote_wait_s: float = 60.0) -> Run:
@@ -307,6 +329,7 @@ class RunService:
         owned by another replica is asked to stop through the run control; its `done` on
         the shared stream confirms it."""
         run = await self.get(project_id, run_id)
+        bind_run(run_id, project_id)
         active = self._active.get(run_id)
         if active is not None:
             self._request_stop(active, StopReason.CANCELLED)
@@ -346,6 +369,11 @@ class RunService:
         run = await self._store.get(run_id)
         if run is None or run.status.finished:
             return
+        with working_for(run_id, run.project_id):
+            await self._fail_orphan(run)
+
+    async def _fail_orphan(self, run: Run) -> None:
+        run_id = run.run_id
         error = "owner lost: the replica running this run stopped without finishing it"
         log.warning("run %s: %s", run_id, error)
         final = replace(run, status=RunStatus.FAILED, finished_at=self._clock(), error=error)
@@ -362,13 +390,14 @@ class RunService:
             provider=run.provider,
             error=error,
         )
-        await self._hub.publish(run.stream_id, done)
+        await self._publish(run.stream_id, done)
         await self._hub.close(run.stream_id)
 
     async def _cancel_if_owned(self, run_id: str) -> None:
         active = self._active.get(run_id)
         if active is not None:
-            self._request_stop(active, StopReason.CANCELLED)
+            with working_for(run_id, active.run.project_id):
+                self._request_stop(active, StopReason.CANCELLED)
 
     async def shutdown(self, grace_s: float) -> None:
         """Refuses new runs, stops every running agent, and returns once all have published
@@ -376,7 +405,8 @@ class RunService:
         self._accepting = False
         actives = list(self._active.values())
         for active in actives:
-            self._request_stop(active, StopReason.SHUTDOWN)
+            with working_for(active.run.run_id, active.run.project_id):
+                self._request_stop(active, StopReason.SHUTDOWN)
         waits = [asyncio.create_task(a.finished.wait()) for a in actives]
         if not waits:
             return
@@ -410,7 +440,72 @@ class RunService:
         run = await self._store.find_by_stream(stream_id)
         if run is None or run.project_id != project_id or not await self._hub.exists(stream_id):
             raise StreamNotFound(project_id, stream_id)
-        return self._hub.subscribe(stream_id, max(after_seq, 0))
+        self._admit_subscriber(stream_id)
+        try:
+            batches = self._hub.subscribe(stream_id, max(after_seq, 0))
+        except BaseException:
+            self._release_subscriber(stream_id)
+            raise
+        return self._counted(stream_id, batches)
+
+    def _admit_subscriber(self, stream_id: str) -> None:
+        """Open event streams on this replica, in total and per stream."""
+        if self._max_subscribers is not None and self.stats.subscribers >= self._max_subscribers:
+            raise LimitExceeded(
+                "max_subscribers", f"{self._max_subscribers} event streams are open", 5
+            )
+        count = self._subscribers_by_stream.get(stream_id, 0)
+        if (
+            self._max_subscribers_per_stream is not None
+            and count >= self._max_subscribers_per_stream
+        ):
+            raise LimitExceeded(
+                "max_subscribers_per_stream",
+                f"this stream has {count} subscribers (at most {self._max_subscribers_per_stream})",
+                5,
+            )
+        self._subscribers_by_stream[stream_id] = count + 1
+        self.stats.subscribers += 1
+
+    def _release_subscriber(self, stream_id: str) -> None:
+        count = self._subscribers_by_stream.pop(stream_id) - 1
+        if count:
+            self._subscribers_by_stream[stream_id] = count
+        self.stats.subscribers -= 1
+
+    def _counted(
+        self, stream_id: str, batches: AsyncGenerator[list[SequencedEvent], None]
+    ) -> AsyncGenerator[list[SequencedEvent], None]:
+        """`batches`, counted: the subscriber slot is released exactly once, when the
+        iteration ends, or when the generator is dropped without ever being started (a
+        client gone before its response began: no `finally` runs then)."""
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._release_subscriber(stream_id)
+
+        async def deliver() -> AsyncGenerator[list[SequencedEvent], None]:
+            try:
+                async for batch in batches:
+                    yield batch
+                    self.stats.events_delivered += len(batch)
+            except SubscriberTooSlow:
+                self.stats.slow_disconnects += 1
+                raise
+            finally:
+                release()
+                await batches.aclose()
+
+        generator = deliver()
+        weakref.finalize(generator, release)
+        return generator
+
+    def note_slow_subscriber(self) -> None:
+        """A client that took no data within the send timeout was disconnected."""
+        self.stats.slow_disconnects += 1
 
 
 def _final_status(

@@ -13,13 +13,14 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from domain.access import Role
 from domain.errors import InvalidRequest, SubscriberTooSlow
 from domain.model import AgentRequest, SequencedEvent
+from domain.ratelimit import TokenBuckets
 from domain.registry import ProviderRegistry
 from domain.runs import RunService
 from handlers import sse
 from handlers.auth import Access, AuthMiddleware, authorize
 from handlers.bootstrap import Gateway
 from handlers.errors import install_error_handlers
-from handlers.limits import BodyLimitMiddleware
+from handlers.limits import BodyLimitMiddleware, RateLimitMiddleware
 from handlers.metrics import Metrics
 from handlers.schemas import ErrorBody, ProviderInfo, RunRecord, RunStarted, StartRunBody
 from handlers.settings import Settings
@@ -98,7 +99,9 @@ async def _start(
     chunks = _stream_chunks(batches, sse.encode_unsequenced("run", started.model_dump()))
     if cancel_on_disconnect:
         chunks = _cancel_when_dropped(chunks, service, run.project_id, run.run_id)
-    return sse.event_stream(chunks, settings.ping_interval_s, settings.send_timeout_s)
+    return sse.event_stream(
+        chunks, settings.ping_interval_s, settings.send_timeout_s, service.note_slow_subscriber
+    )
 
 
 async def _cancel_when_dropped(
@@ -166,7 +169,10 @@ async def stream_events(
     )
     batches = await service.open_stream(project_id, stream_id, after)
     return sse.event_stream(
-        _stream_chunks(batches), settings.ping_interval_s, settings.send_timeout_s
+        _stream_chunks(batches),
+        settings.ping_interval_s,
+        settings.send_timeout_s,
+        service.note_slow_subscriber,
     )
 
 
@@ -252,6 +258,13 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.state.metrics = Metrics(gateway.service)
     install_error_handlers(app)
     app.include_router(router)
+    settings = gateway.settings
+    # Added last = runs first: body limits, then auth, then the rate of the caller found.
+    if settings.rate_limit_per_s > 0:
+        buckets = TokenBuckets(settings.rate_limit_per_s, settings.rate_limit_burst)
+        app.add_middleware(RateLimitMiddleware, buckets=buckets)
     app.add_middleware(AuthMiddleware, access=gateway.access)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=gateway.settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
+    )
     return app

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from domain.access import ApiKey, KeyRing, Role, StreamTokens
 from domain.errors import Forbidden, NotFound, Unauthenticated
-from handlers.errors import error_body
+from handlers.errors import send_error
 
 log = logging.getLogger(__name__)
 STREAM_PATH = re.compile(r"^/projects/([^/]+)/events/([^/]+)$")
@@ -89,19 +89,7 @@ class AuthMiddleware:
             return
         caller = self._caller(scope, keys.ring())
         if caller is None:
-            error = Unauthenticated()
-            body = json.dumps(error_body(error.code, error.message)).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 401,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"www-authenticate", b"Bearer"),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await send_error(send, Unauthenticated())
             return
         scope.setdefault("state", {})["caller"] = caller
         await self._app(scope, receive, send)
@@ -119,7 +107,8 @@ class AuthMiddleware:
         if token and match and scope["method"] == "GET":
             project_id, stream_id = match.groups()
             if self._access.tokens.verify(token, project_id, stream_id):
-                return ApiKey("stream-token", "", frozenset({project_id}), Role.READ)
+                name = f"stream-token:{stream_id}"  # rate-limited per stream
+                return ApiKey(name, "", frozenset({project_id}), Role.READ)
         return None
 
 

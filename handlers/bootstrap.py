@@ -155,5 +155,7 @@ def build_gateway(settings: Settings) -> Gateway:
         lease_ttl_s=settings.lease_ttl_s,
         max_runs=settings.max_runs,
         max_runs_per_project=settings.max_runs_per_project,
+        max_subscribers=settings.max_subscribers,
+        max_subscribers_per_stream=settings.max_subscribers_per_stream,
     )
     return Gateway(settings, registry, service, build_access(settings))

@@ -75,13 +75,11 @@ def serve(settings: Settings) -> int:
     from sse_starlette.sse import AppStatus
 
     from handlers.api import create_app
-    from handlers.auth import RedactTokens
     from handlers.bootstrap import build_gateway
+    from handlers.limits import head_timeout_protocol
+    from handlers.logs import configure_logging
 
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    logging.getLogger("uvicorn.access").addFilter(RedactTokens())
+    configure_logging(settings.log_level, settings.log_format)
     if not _is_loopback(settings.host) and settings.api_keys_file is None:
         print(
             f"error: {ENV_PREFIX}HOST={settings.host}: without {ENV_PREFIX}API_KEYS_FILE "
@@ -103,8 +101,10 @@ def serve(settings: Settings) -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=None,  # configure_logging did it
         timeout_graceful_shutdown=5,
         lifespan="on",
+        http=head_timeout_protocol(settings.head_timeout_s),
     )
     # Everything allocated so far lives as long as the process: keep it out of the cyclic
     # collector's full passes, which otherwise stall streaming by tens of milliseconds.

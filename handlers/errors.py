@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Send
 
 from domain.errors import (
     Forbidden,
@@ -19,6 +22,15 @@ from domain.errors import (
     Unauthenticated,
 )
 
+
+class PayloadTooLarge(GatewayError):
+    code = "payload_too_large"
+
+
+class RequestTimeout(GatewayError):
+    code = "request_timeout"
+
+
 STATUS_BY_ERROR: list[tuple[type[GatewayError], int]] = [
     (Unauthenticated, 401),
     (Forbidden, 403),
@@ -28,6 +40,8 @@ STATUS_BY_ERROR: list[tuple[type[GatewayError], int]] = [
     (ShuttingDown, 503),
     (OwnerUnreachable, 503),
     (LimitExceeded, 429),
+    (PayloadTooLarge, 413),
+    (RequestTimeout, 408),
 ]
 
 
@@ -43,13 +57,29 @@ def status_for(exc: GatewayError) -> int:
     return 500
 
 
+def headers_for(exc: GatewayError) -> dict[str, str]:
+    if isinstance(exc, LimitExceeded) and exc.retry_after_s is not None:
+        return {"Retry-After": str(exc.retry_after_s)}
+    if isinstance(exc, Unauthenticated):
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, PayloadTooLarge | RequestTimeout):  # the rest of the body is unread
+        return {"Connection": "close"}
+    return {}
+
+
+async def send_error(send: Send, exc: GatewayError) -> None:
+    """The error answer, sent from ASGI middleware (outside FastAPI's handlers)."""
+    headers = [(b"content-type", b"application/json")]
+    headers += [(k.lower().encode(), v.encode()) for k, v in headers_for(exc).items()]
+    await send({"type": "http.response.start", "status": status_for(exc), "headers": headers})
+    body = json.dumps(error_body(exc.code, exc.message)).encode()
+    await send({"type": "http.response.body", "body": body})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_gateway_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, GatewayError)
-        headers = {}
-        if isinstance(exc, LimitExceeded) and exc.retry_after_s is not None:
-            headers["Retry-After"] = str(exc.retry_after_s)
-        return JSONResponse(error_body(exc.code, exc.message), status_for(exc), headers)
+        return JSONResponse(error_body(exc.code, exc.message), status_for(exc), headers_for(exc))
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

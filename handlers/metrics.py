@@ -1,33 +1,88 @@
-"""Prometheus metrics, read from the run service when scraped."""
+"""Prometheus metrics, read from the run service's counters when scraped."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
 from domain.runs import RunService
+from domain.stats import Histogram
+
+PREFIX = "agent_gateway_"
 
 
-class _RunCollector:
+def _histogram(name: str, help_text: str, labels: list[str]) -> HistogramMetricFamily:
+    return HistogramMetricFamily(PREFIX + name, help_text, labels=labels)
+
+
+def _add(family: HistogramMetricFamily, labels: list[str], histogram: Histogram) -> None:
+    buckets = [(str(bound), count) for bound, count in histogram.cumulative()]
+    buckets[-1] = ("+Inf", buckets[-1][1])
+    family.add_metric(labels, buckets, histogram.total)
+
+
+class _GatewayCollector:
     def __init__(self, service: RunService) -> None:
         self._service = service
 
     def collect(self) -> Iterator[Metric]:
         stats = self._service.stats
-        active = GaugeMetricFamily("agent_gateway_active_runs", "Runs in progress")
-        active.add_metric([], self._service.active_count)
-        yield active
-        started = CounterMetricFamily("agent_gateway_runs_started", "Runs started")
-        started.add_metric([], stats.started)
+        yield GaugeMetricFamily(
+            PREFIX + "active_runs", "Runs in progress on this replica", self._service.active_count
+        )
+        started = CounterMetricFamily(
+            PREFIX + "runs_started", "Runs started, by provider", labels=["provider"]
+        )
+        for provider, count in sorted(stats.runs_started.items()):
+            started.add_metric([provider], count)
         yield started
         finished = CounterMetricFamily(
-            "agent_gateway_runs_finished", "Runs finished, by status", labels=["status"]
+            PREFIX + "runs_finished",
+            "Runs finished, by provider and status",
+            labels=["provider", "status"],
         )
-        for status, count in sorted(stats.finished.items()):
-            finished.add_metric([status], count)
+        for (provider, status), count in sorted(stats.runs_finished.items()):
+            finished.add_metric([provider, status], count)
         yield finished
+        durations = _histogram("run_duration_seconds", "Run duration, by provider", ["provider"])
+        for provider, histogram in sorted(stats.run_seconds.items()):
+            _add(durations, [provider], histogram)
+        yield durations
+        yield CounterMetricFamily(PREFIX + "cancels", "Runs stopped by a cancel", stats.cancels)
+        stop = _histogram("cancel_stop_seconds", "From a cancel request to the agent's stop", [])
+        _add(stop, [], stats.stop_seconds)
+        yield stop
+        errors = CounterMetricFamily(
+            PREFIX + "upstream_errors",
+            "Provider failures: refused starts, errors reported or raised mid-run",
+            labels=["provider"],
+        )
+        for provider, count in sorted(stats.upstream_errors.items()):
+            errors.add_metric([provider], count)
+        yield errors
+        yield CounterMetricFamily(
+            PREFIX + "events_published", "Events published to streams", stats.events_published
+        )
+        yield CounterMetricFamily(
+            PREFIX + "events_delivered",
+            "Events handed to SSE subscribers",
+            stats.events_delivered,
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "sse_subscribers", "Open event streams on this replica", stats.subscribers
+        )
+        yield CounterMetricFamily(
+            PREFIX + "slow_subscriber_disconnects",
+            "Subscribers disconnected for falling behind or not reading",
+            stats.slow_disconnects,
+        )
 
 
 class Metrics:
@@ -35,7 +90,7 @@ class Metrics:
 
     def __init__(self, service: RunService) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(_RunCollector(service))  # type: ignore[arg-type]
+        self.registry.register(_GatewayCollector(service))  # type: ignore[arg-type]
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -64,8 +64,15 @@ class Settings(BaseSettings):
     lease_ttl_s: float = Field(15.0, gt=0)  # a dead replica's runs fail after this
     max_runs: int = Field(200, ge=1)  # concurrent runs on one replica
     max_runs_per_project: int = Field(20, ge=1)
+    max_subscribers: int = Field(10_000, ge=1)  # open event streams on one replica
+    max_subscribers_per_stream: int = Field(1_000, ge=1)
+    rate_limit_per_s: float = Field(20.0, ge=0)  # requests per key; 0 = no limit
+    rate_limit_burst: int = Field(100, ge=1)
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+    body_timeout_s: float = Field(30.0, gt=0)  # to receive a whole request body
+    head_timeout_s: float = Field(15.0, gt=0)  # to receive a request line and headers
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
 
     def provider_names(self) -> list[str]:
         return [name.strip() for name in self.providers.split(",") if name.strip()]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Receive, Scope, Send
 
 from domain.model import SequencedEvent, event_name
 
@@ -68,13 +70,30 @@ def ping() -> ServerSentEvent:
     return ServerSentEvent(comment="ping", sep=SEPARATOR)
 
 
+class _EventStream(EventSourceResponse):
+    def __init__(self, on_send_timeout: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._on_send_timeout = on_send_timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:  # an expected end, not an application error
+            self._on_send_timeout()
+
+
 def event_stream(
-    chunks: AsyncIterator[bytes], ping_interval_s: float, send_timeout_s: float
+    chunks: AsyncIterator[bytes],
+    ping_interval_s: float,
+    send_timeout_s: float,
+    on_send_timeout: Callable[[], None],
 ) -> EventSourceResponse:
     """A `text/event-stream` response. A client that does not take a chunk within
-    `send_timeout_s` is disconnected, so a frozen reader cannot hold a task forever."""
-    return EventSourceResponse(
-        chunks,
+    `send_timeout_s` is disconnected (and `on_send_timeout` called), so a frozen reader
+    cannot hold a task forever."""
+    return _EventStream(
+        on_send_timeout,
+        content=chunks,
         headers=HEADERS,
         ping=ping_interval_s,
         ping_message_factory=ping,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
@@ -82,7 +83,10 @@ class MemoryEventHub:
             stream.subscribers.add(mailbox)
         else:
             mailbox.end()
-        return self._deliver(stream, mailbox, backlog)
+        delivery = self._deliver(stream, mailbox, backlog)
+        # A generator dropped before it started runs no `finally`: unregister it then too.
+        weakref.finalize(delivery, stream.subscribers.discard, mailbox)
+        return delivery
 
     async def _deliver(
         self, stream: _Stream, mailbox: Mailbox, backlog: list[SequencedEvent]

@@ -78,7 +78,7 @@ def wait_until(predicate: Any, timeout: float = 15) -> None:
 class GatewayProcess:
     """`agent-gateway serve` as a process of its own, on a free loopback port."""
 
-    def __init__(self, *flags: str) -> None:
+    def __init__(self, *flags: str, log_path: Path | None = None) -> None:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
@@ -87,6 +87,7 @@ class GatewayProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "handlers.cli", "serve", "--port", str(self.port), *flags],
             env=env,
+            stderr=log_path.open("ab") if log_path else None,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import time
+
 import httpx
 import pytest
 
@@ -11,6 +14,21 @@ from tests.integration.helpers import read_stream, start_run
 @pytest.fixture
 def url(start_gateway) -> str:
     return start_gateway().url
+
+
+METRICS = [
+    "active_runs",
+    "runs_started",
+    "runs_finished",
+    "run_duration_seconds",
+    "cancels",
+    "cancel_stop_seconds",
+    "upstream_errors",
+    "events_published",
+    "events_delivered",
+    "sse_subscribers",
+    "slow_subscriber_disconnects",
+]
 
 
 def _error(response: httpx.Response, status: int) -> dict:
@@ -112,7 +130,10 @@ def test_providers_health_metrics_and_openapi(url):
     assert httpx.get(f"{url}/readyz").status_code == 200
     read_stream(url, start_run(url)["stream_url"])
     metrics = httpx.get(f"{url}/metrics").text
-    assert 'agent_gateway_runs_finished_total{status="succeeded"} 1.0' in metrics
+    assert (
+        'agent_gateway_runs_finished_total{provider="claude-code",status="succeeded"} 1.0'
+        in metrics
+    )
     paths = httpx.get(f"{url}/openapi.json").json()["paths"]
     assert "/projects/{project_id}/claude" in paths
     assert "/projects/{project_id}/runs/{run_id}/cancel" in paths
@@ -158,3 +179,50 @@ def test_concurrent_runs_over_the_project_limit_are_429_with_retry_after(start_g
     for run in started:
         httpx.post(f"{server.url}{run.json()['cancel_url']}", timeout=30)
     assert httpx.post(f"{server.url}/projects/demo/runs", json={"prompt": "hi"}).is_success
+
+
+def test_subscribers_past_the_per_stream_limit_are_429(start_gateway):
+    server = start_gateway(max_subscribers_per_stream=2)
+    started = start_run(server.url, prompt="slow x")
+    stream = f"{server.url}{started['stream_url']}"
+    with httpx.Client(timeout=30) as client:
+        with client.stream("GET", stream) as one, client.stream("GET", stream) as two:
+            assert one.status_code == two.status_code == 200
+            response = httpx.get(stream)
+            assert _error(response, 429)["code"] == "limit_exceeded"
+            assert response.headers["retry-after"] == "5"
+        # both closed: a new subscriber gets in
+        httpx.post(f"{server.url}{started['cancel_url']}", timeout=30)
+        read_stream(server.url, started["stream_url"])
+
+
+def _raw_request(port: int, head: bytes, body: bytes) -> bytes:
+    """Sends a request whose body never completes and returns whatever the server answers."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"Content-Length: 1000\r\n",  # announces more than it sends
+        b"Transfer-Encoding: chunked\r\n",  # a chunked body with no last chunk
+    ],
+)
+def test_a_body_that_never_ends_is_cut_off_with_408(start_gateway, head):
+    server = start_gateway(body_timeout_s=0.5)
+    request = (
+        b"POST /projects/demo/runs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + head
+        + b"\r\n"
+    )
+    body = b'{"prompt": "' if b"Length" in head else b'c\r\n{"prompt": "\r\n'
+    started = time.monotonic()
+    answer = _raw_request(server.port, request, body)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b'"request_timeout"' in answer
+    assert time.monotonic() - started < 5  # and the connection was closed

@@ -224,6 +224,8 @@ def test_a_frozen_subscriber_is_cut_off_and_does_not_delay_another(start_gateway
         received += chunk
     assert b"event: done" not in received
     frozen.close()
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert "agent_gateway_slow_subscriber_disconnects_total 0.0" not in metrics
     httpx.post(f"{server.url}{started['cancel_url']}", timeout=30)
 
 

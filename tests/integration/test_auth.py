@@ -134,3 +134,16 @@ def test_keys_are_reloaded_when_the_file_changes(gateway):
     gateway.keys_file.write_text("{not json")  # a broken file keeps the keys loaded
     time.sleep(1.5)
     assert call(gateway, "GET", "/providers", "new-key").status_code == 200
+
+
+def test_requests_past_a_keys_rate_get_429_and_other_keys_are_not_affected(start_gateway, tmp_path):
+    keys_file = tmp_path / "keys.json"
+    write_keys(keys_file, *KEYS)
+    server = start_gateway(api_keys_file=keys_file, rate_limit_per_s=0.5, rate_limit_burst=3)
+    answers = [call(server, "GET", "/providers", "ci-key") for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    refused = answers[-1]
+    assert refused.json()["error"]["code"] == "limit_exceeded"
+    assert refused.headers["retry-after"] == "2"  # one token at 0.5/s
+    assert call(server, "GET", "/providers", "dash-key").status_code == 200
+    assert call(server, "GET", "/healthz").status_code == 200  # probes are never limited

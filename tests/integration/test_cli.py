@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import socket
 import subprocess
 import sys
 import threading
@@ -130,3 +132,63 @@ def test_sigterm_stops_every_agent_publishes_done_and_then_exits(tmp_path: Path)
         gateway.stop()
     assert not [pid for pid in pids if process_alive(pid)]
     assert processes_working_in(tmp_path) == []
+
+
+def _gateway_flags(tmp_path: Path) -> list[str]:
+    return [
+        "--claude-command",
+        fake_claude_command(),
+        "--workspace-root",
+        str(tmp_path / "workspaces"),
+        "--providers",
+        "claude-code",
+    ]
+
+
+def test_serve_closes_connections_that_never_finish_a_request_head(tmp_path: Path):
+    gateway = GatewayProcess(*_gateway_flags(tmp_path), "--head-timeout-s", "1")
+    try:
+        partial = socket.create_connection(("127.0.0.1", gateway.port))
+        partial.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never the blank line
+        idle = socket.create_connection(("127.0.0.1", gateway.port))  # sends nothing
+        began = time.monotonic()
+        for sock in (partial, idle):
+            sock.settimeout(10)
+            assert sock.recv(100) == b""  # closed by the gateway
+            sock.close()
+        assert time.monotonic() - began < 5
+        # A request that completed its head is not cut, however long its response lasts.
+        started = start_run(gateway.url, prompt="slow x")
+        with httpx.stream("GET", f"{gateway.url}{started['stream_url']}", timeout=10) as stream:
+            began = time.monotonic()
+            for _ in stream.iter_bytes():
+                if time.monotonic() - began > 2.5:
+                    break
+        assert time.monotonic() - began > 2.5
+        httpx.post(f"{gateway.url}{started['cancel_url']}", timeout=30)
+    finally:
+        gateway.stop()
+
+
+def test_json_logs_name_the_run_and_project_on_every_line_of_a_run(tmp_path: Path):
+    log_path = tmp_path / "gateway.log"
+    gateway = GatewayProcess(*_gateway_flags(tmp_path), "--log-format", "json", log_path=log_path)
+    try:
+        started = start_run(gateway.url, project="logs", prompt="slow x")
+        httpx.post(f"{gateway.url}{started['cancel_url']}", timeout=30)
+    finally:
+        gateway.terminate()
+        gateway.process.wait(30)
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]  # all JSON
+    assert {"time", "level", "logger", "message", "run_id", "project_id"} <= set(lines[0])
+    run_lines = [line for line in lines if line["run_id"] == started["run_id"]]
+    messages = [line["message"] for line in run_lines]
+    assert any(m.startswith("run started") for m in messages)
+    assert any(m.startswith("stopping the agent") for m in messages)
+    assert any(m.startswith("run finished: cancelled") for m in messages)
+    assert {line["project_id"] for line in run_lines} == {"logs"}
+    # Lines that mention the run elsewhere (the access log of its cancel) are not unnamed
+    # run lines: every line that carries the run id in its message is bound to it.
+    for line in lines:
+        if started["run_id"] in line["message"] and line["logger"] != "uvicorn.access":
+            assert line["run_id"] == started["run_id"], line
