@@ -13,6 +13,10 @@ from domain.errors import InvalidRequest
 
 MAX_PROMPT_BYTES = 1024 * 1024
 MAX_TIMEOUT_S = 86_400
+MAX_CHAIN = 8  # providers in one fallback chain
+MAX_NAME_CHARS = 256  # a provider, model or session id
+MAX_METADATA_ENTRIES = 64
+MAX_METADATA_VALUE_CHARS = 4096
 PROJECT_ID_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -75,18 +79,49 @@ class AgentRequest:
         validate_project_id(project_id)
         if not isinstance(prompt, str) or not prompt:
             raise InvalidRequest("prompt", "is required and must not be empty")
-        if len(prompt.encode("utf-8", "surrogatepass")) > MAX_PROMPT_BYTES:
+        _check_encodable("prompt", prompt)
+        if len(prompt.encode("utf-8")) > MAX_PROMPT_BYTES:
             raise InvalidRequest("prompt", f"must be at most {MAX_PROMPT_BYTES} bytes")
         if timeout_s is not None and not (1 <= timeout_s <= MAX_TIMEOUT_S):
             raise InvalidRequest("timeout_s", f"must be between 1 and {MAX_TIMEOUT_S}")
         if isinstance(providers, str):
             providers = (providers,)
         chain = tuple(providers or ())
-        if any(not name for name in chain):
-            raise InvalidRequest("provider", "names must not be empty")
-        if session_id is not None and not session_id:
-            raise InvalidRequest("session_id", "must not be empty")
+        if len(chain) > MAX_CHAIN:
+            raise InvalidRequest("provider", f"at most {MAX_CHAIN} providers in a chain")
+        names = [("session_id", session_id), ("model", model)]
+        names += [("provider", name) for name in chain]
+        for field_name, value in names:
+            if value is None:
+                continue
+            if not 1 <= len(value) <= MAX_NAME_CHARS:
+                raise InvalidRequest(field_name, f"must be 1 to {MAX_NAME_CHARS} characters")
+            _check_encodable(field_name, value)
+            if any(ord(c) < 32 or ord(c) == 127 for c in value):  # it may become an argument
+                raise InvalidRequest(field_name, "must not contain control characters")
+        _validate_metadata(metadata or {})
         return cls(project_id, prompt, chain, session_id, model, timeout_s, dict(metadata or {}))
+
+
+def _check_encodable(field_name: str, value: str) -> None:
+    """JSON allows lone surrogates (\\ud800) that no UTF-8 byte string can carry."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(field_name, "must be valid Unicode (no lone surrogates)") from None
+
+
+def _validate_metadata(metadata: Mapping[str, str]) -> None:
+    if len(metadata) > MAX_METADATA_ENTRIES:
+        raise InvalidRequest("metadata", f"at most {MAX_METADATA_ENTRIES} entries")
+    for key, value in metadata.items():
+        if not 1 <= len(key) <= MAX_NAME_CHARS:
+            raise InvalidRequest("metadata", f"keys must be 1 to {MAX_NAME_CHARS} characters")
+        if len(value) > MAX_METADATA_VALUE_CHARS:
+            raise InvalidRequest(
+                f"metadata.{key}", f"must be at most {MAX_METADATA_VALUE_CHARS} characters"
+            )
+        _check_encodable("metadata", key + value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, R
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from domain.access import Role
-from domain.errors import InvalidRequest, SubscriberTooSlow
-from domain.model import AgentRequest, SequencedEvent
+from domain.errors import SubscriberTooSlow
+from domain.model import MAX_CHAIN, AgentRequest, SequencedEvent
 from domain.ratelimit import TokenBuckets
 from domain.registry import ProviderRegistry
 from domain.runs import RunService
@@ -22,13 +22,20 @@ from handlers.bootstrap import Gateway
 from handlers.errors import install_error_handlers
 from handlers.limits import BodyLimitMiddleware, RateLimitMiddleware
 from handlers.metrics import Metrics
-from handlers.schemas import ErrorBody, ProviderInfo, RunRecord, RunStarted, StartRunBody
+from handlers.schemas import (
+    ClaudeRunBody,
+    ErrorBody,
+    ProviderInfo,
+    RunRecord,
+    RunStarted,
+    StartRunBody,
+)
 from handlers.settings import Settings
 
 PROJECT_ID = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 ProjectId = Annotated[str, Path(pattern=PROJECT_ID, description="1-63 of [a-z0-9-]")]
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody} for status in (404, 409, 422, 429, 503)
+    status: {"model": ErrorBody} for status in (400, 401, 403, 404, 408, 409, 413, 422, 429, 503)
 }
 
 
@@ -120,17 +127,14 @@ async def _cancel_when_dropped(
 @router.post("/projects/{project_id}/claude", status_code=202, response_model=RunStarted)
 async def start_claude(
     project_id: ProjectId,
-    body: StartRunBody,
+    body: ClaudeRunBody,
     request: Request,
     service: Service,
     settings: GatewaySettings,
     cancel_on_disconnect: bool = False,
 ) -> Response:
-    """Starts a run with provider `claude-code` (a `provider` in the body is refused)."""
-    if body.provider not in (None, "claude-code", ["claude-code"]):
-        raise InvalidRequest("provider", "this route always uses 'claude-code'")
-    body = body.model_copy(update={"provider": "claude-code"})
-    agent_request = _start_request(project_id, body)
+    """Starts a run with provider `claude-code` (another `provider` in the body is 422)."""
+    agent_request = _start_request(project_id, body.model_copy(update={"provider": "claude-code"}))
     return await _start(request, service, settings, agent_request, cancel_on_disconnect)
 
 
@@ -160,13 +164,13 @@ async def stream_events(
     service: Service,
     settings: GatewaySettings,
     last_event_id: Annotated[int | None, Query(ge=0)] = None,
-    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id_header: Annotated[
+        str, Header(alias="Last-Event-ID", pattern=r"^\s*[0-9]*\s*$")
+    ] = "",
 ) -> Response:
     """The run's events: everything retained after Last-Event-ID, then live, until `done`."""
     authorize(request, project_id, Role.READ)
-    after = (
-        last_event_id if last_event_id is not None else _parse_last_event_id(last_event_id_header)
-    )
+    after = last_event_id if last_event_id is not None else int(last_event_id_header.strip() or 0)
     batches = await service.open_stream(project_id, stream_id, after)
     return sse.event_stream(
         _stream_chunks(batches),
@@ -174,18 +178,6 @@ async def stream_events(
         settings.send_timeout_s,
         service.note_slow_subscriber,
     )
-
-
-def _parse_last_event_id(value: str | None) -> int:
-    if value is None or value.strip() == "":
-        return 0
-    try:
-        after = int(value)
-    except ValueError:
-        raise InvalidRequest("Last-Event-ID", "must be a non-negative integer") from None
-    if after < 0:
-        raise InvalidRequest("Last-Event-ID", "must be a non-negative integer")
-    return after
 
 
 @router.get("/projects/{project_id}/runs", response_model=list[RunRecord])
@@ -242,6 +234,23 @@ async def metrics(request: Request) -> Response:
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
+def _document_providers(app: FastAPI, names: list[str]) -> None:
+    """The OpenAPI document lists the providers this gateway has, since a body naming
+    another is 422: generated clients and fuzzers then know what is valid."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()  # cached by FastAPI in app.openapi_schema
+            name = {"type": "string", "enum": names}
+            chain = {"type": "array", "items": name, "maxItems": MAX_CHAIN}
+            provider = document["components"]["schemas"]["StartRunBody"]["properties"]["provider"]
+            provider["anyOf"] = [name, chain, {"type": "null"}]
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(gateway: Gateway) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -254,6 +263,7 @@ def create_app(gateway: Gateway) -> FastAPI:
             control.cancel()
 
     app = FastAPI(title="agent-gateway", version="0.1.0", lifespan=lifespan)
+    _document_providers(app, gateway.registry.names())
     app.state.gateway = gateway
     app.state.metrics = Metrics(gateway.service)
     install_error_handlers(app)

@@ -3,23 +3,52 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from domain.model import Capabilities, Run
+from domain.model import (
+    MAX_CHAIN,
+    MAX_METADATA_ENTRIES,
+    MAX_METADATA_VALUE_CHARS,
+    MAX_NAME_CHARS,
+    MAX_TIMEOUT_S,
+    Capabilities,
+    Run,
+)
+
+# A provider, model or session id may become a command-line argument: no control characters.
+Name = Annotated[
+    str, Field(min_length=1, max_length=MAX_NAME_CHARS, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
 
 
 class StartRunBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prompt: str = Field(min_length=1, description="what the agent should do; at most 1 MiB")
-    provider: str | list[str] | None = Field(
+    provider: Name | Annotated[list[Name], Field(max_length=MAX_CHAIN)] | None = Field(
         None, description="provider name, or a fallback chain; default: the registry's default"
     )
-    session_id: str | None = None
-    model: str | None = None
-    timeout_s: int | None = Field(None, ge=1, le=86_400)
-    metadata: dict[str, str] | None = None
+    session_id: Name | None = None
+    model: Name | None = None
+    timeout_s: int | None = Field(None, ge=1, le=MAX_TIMEOUT_S)
+    metadata: (
+        Annotated[
+            dict[
+                Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)],
+                Annotated[str, Field(max_length=MAX_METADATA_VALUE_CHARS)],
+            ],
+            Field(max_length=MAX_METADATA_ENTRIES),
+        ]
+        | None
+    ) = None
+
+
+class ClaudeRunBody(StartRunBody):
+    """The body of `POST .../claude`: the provider is always `claude-code`."""
+
+    provider: Literal["claude-code"] | None = None  # type: ignore[assignment]
 
 
 class RunStarted(BaseModel):
