@@ -48,7 +48,7 @@ class StreamJsonParser:
             return []
         try:
             obj = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the stack
             return [OutputEvent(OutputType.UNPARSED, line)]
         if not isinstance(obj, dict):
             return [OutputEvent(OutputType.UNPARSED, line)]

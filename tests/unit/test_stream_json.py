@@ -1,5 +1,6 @@
 """The stream-json parser on lines captured from the real claude CLI 2.1.197."""
 
+import json
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -102,3 +103,81 @@ def test_line_decoder_handles_a_character_split_across_chunks_and_long_lines():
     encoded = ("é" * 100_000 + "\n").encode()
     lines = [line for i in range(0, len(encoded), 7) for line in decoder.feed(encoded[i : i + 7])]
     assert lines == ["é" * 100_000]
+
+
+# --- hostile input: whatever the agent writes, the parser keeps it and never raises ----------
+
+KNOWN_TYPES = ["system", "stream_event", "assistant", "user", "result", "rate_limit_event"]
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=20,
+)
+SHAPED_OBJECTS = st.fixed_dictionaries(
+    {"type": st.sampled_from(KNOWN_TYPES)},
+    optional={
+        key: JSON_VALUES
+        for key in ("subtype", "message", "event", "content", "session_id", "usage", "result")
+    },
+)
+
+
+def _chunks(payload: bytes, sizes: list[int]) -> list[bytes]:
+    chunks, at = [], 0
+    for size in sizes:
+        chunks.append(payload[at : at + size])
+        at += size
+    return [*chunks, payload[at:]]
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=4000), st.lists(st.integers(1, 300), max_size=20))
+def test_random_bytes_never_crash_the_parser_and_every_line_is_kept(payload, sizes):
+    events, _ = parse(_chunks(payload, sizes))
+    lines = [line for line in payload.decode("utf-8", "replace").split("\n") if line.strip()]
+    unparsed = [e.content for e in events if e.type is OutputType.UNPARSED]
+    # Random bytes are hardly ever JSON objects: each line comes back verbatim.
+    assert len(unparsed) >= len([line for line in lines if not line.lstrip().startswith("{")])
+
+
+@settings(max_examples=300)
+@given(SHAPED_OBJECTS)
+def test_json_of_a_known_type_but_any_shape_never_crashes_the_parser(obj):
+    parser = StreamJsonParser()
+    events = parser.feed(json.dumps(obj).encode() + b"\n")
+    assert all(e.type in OutputType for e in events)
+    parser.agent_result(0)  # a malformed result object must not break the final record
+
+
+@given(st.data())
+def test_truncated_or_corrupted_real_lines_become_unparsed_verbatim(data):
+    lines = (HELLO + TOOL).splitlines()
+    line = data.draw(st.sampled_from(lines))
+    cut = data.draw(st.integers(1, len(line) - 1))
+    noise = data.draw(st.binary(max_size=3).filter(lambda b: b"\n" not in b and b"\r" not in b))
+    damaged = line[:cut] + noise
+    events, _ = parse([damaged + b"\n"])
+    text = damaged.decode("utf-8", "replace")
+    try:
+        json.loads(text)
+    except ValueError:
+        assert [(e.type, e.content) for e in events] == [(OutputType.UNPARSED, text)]
+
+
+def test_nesting_deeper_than_the_stack_is_unparsed_not_a_crash():
+    events, _ = parse([b"[" * 200_000 + b"\n", b'{"a":' * 100_000 + b"\n"])
+    assert [e.type for e in events] == [OutputType.UNPARSED, OutputType.UNPARSED]
+
+
+def test_ten_mib_lines_in_small_chunks_are_kept_whole():
+    big_text = "é" * (5 * 1024 * 1024)  # 10 MiB of UTF-8, split mid-character by the chunks
+    delta = {
+        "type": "stream_event",
+        "event": {"type": "content_block_delta", "delta": {"type": "text_delta", "text": big_text}},
+    }
+    garbage = b"\xff\xfe not json " * (1024 * 1024)  # 12 MiB, invalid UTF-8
+    payload = json.dumps(delta, ensure_ascii=False).encode() + b"\n" + garbage + b"\n"
+    events, _ = parse([payload[i : i + 65536] for i in range(0, len(payload), 65536)])
+    assert [e.type for e in events] == [OutputType.TEXT, OutputType.UNPARSED]
+    assert events[0].content == big_text
+    assert events[1].content == garbage.decode("utf-8", "replace")
