@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -229,6 +230,22 @@ class GapEvent:
 
 
 StreamEvent = OutputEvent | ErrorEvent | DoneEvent | GapEvent
+
+
+def approximate_size(event: StreamEvent) -> int:
+    """About how many bytes an event holds, for retention budgets: its text, plus the JSON of
+    its extra fields (tool inputs, raw objects) when it has any. Text deltas, the bulk of a
+    stream, cost nothing more than their length."""
+    if isinstance(event, OutputEvent):
+        size = 100 + len(event.content)
+        if event.fields:
+            size += len(json.dumps(event.fields, default=str))
+        if event.raw is not None:
+            size += len(json.dumps(event.raw, default=str))
+        return size
+    if isinstance(event, ErrorEvent):
+        return 100 + len(event.message) + len(event.partial_content or "")
+    return 200 + len(getattr(event, "result", None) or "")
 
 
 def event_name(event: StreamEvent) -> str:

@@ -89,6 +89,7 @@ def build_storage(settings: Settings) -> tuple[EventHub, RunStore, RunControl]:
     if settings.event_backend == "memory":
         hub = MemoryEventHub(
             retain_events=settings.retain_events,
+            retain_bytes=settings.retain_bytes,
             max_pending=settings.subscriber_max_pending,
             retention_s=settings.stream_retention_s,
         )

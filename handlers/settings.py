@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     providers: str = "claude-code,opencode,anthropic"
     # streams and runs
     retain_events: int = Field(10_000, ge=1)
+    retain_bytes: int = Field(64 * 1024 * 1024, ge=1024)  # per stream, memory backend
     subscriber_max_pending: int = Field(10_000, ge=1)
     stream_retention_s: float = Field(3600.0, ge=0)
     ping_interval_s: float = Field(15.0, gt=0)

@@ -10,12 +10,14 @@ from dataclasses import dataclass, field
 
 from domain.errors import StreamNotFound
 from domain.mailbox import Mailbox
-from domain.model import GapEvent, SequencedEvent, StreamEvent
+from domain.model import GapEvent, SequencedEvent, StreamEvent, approximate_size
 
 
 @dataclass(eq=False, slots=True)
 class _Stream:
-    events: deque[SequencedEvent]
+    events: deque[SequencedEvent] = field(default_factory=deque)
+    sizes: deque[int] = field(default_factory=deque)  # approximate_size of each event
+    retained_bytes: int = 0
     next_seq: int = 1
     subscribers: set[Mailbox] = field(default_factory=set)
     closed_at: float | None = None
@@ -24,7 +26,8 @@ class _Stream:
 class MemoryEventHub:
     """EventHub in process memory.
 
-    Each stream retains its last `retain_events` events; a subscriber's undelivered backlog is
+    Each stream retains its last `retain_events` events, fewer if they hold more than
+    `retain_bytes` (the last one is always kept); a subscriber's undelivered backlog is
     bounded by `max_pending` and a subscriber past it is dropped (SubscriberTooSlow) instead of
     blocking the publisher. Closed streams are evicted `retention_s` after they closed.
 
@@ -34,11 +37,13 @@ class MemoryEventHub:
     def __init__(
         self,
         retain_events: int = 10_000,
+        retain_bytes: int = 64 * 1024 * 1024,
         max_pending: int = 10_000,
         retention_s: float = 3600.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._retain_events = retain_events
+        self._retain_bytes = retain_bytes
         self._max_pending = max_pending
         self._retention_s = retention_s
         self._monotonic = monotonic
@@ -47,7 +52,7 @@ class MemoryEventHub:
 
     async def create(self, stream_id: str) -> None:
         self._evict_expired()
-        self._streams.setdefault(stream_id, _Stream(deque(maxlen=self._retain_events)))
+        self._streams.setdefault(stream_id, _Stream())
 
     async def exists(self, stream_id: str) -> bool:
         self._evict_expired()
@@ -59,7 +64,7 @@ class MemoryEventHub:
             raise ValueError(f"stream {stream_id} is closed")
         sequenced = SequencedEvent(stream.next_seq, event)
         stream.next_seq += 1
-        stream.events.append(sequenced)
+        self._retain(stream, sequenced)
         for mailbox in stream.subscribers:
             mailbox.offer((sequenced,))
         return sequenced.seq
@@ -98,6 +103,17 @@ class MemoryEventHub:
                 yield batch
         finally:
             stream.subscribers.discard(mailbox)
+
+    def _retain(self, stream: _Stream, sequenced: SequencedEvent) -> None:
+        size = approximate_size(sequenced.event)
+        stream.events.append(sequenced)
+        stream.sizes.append(size)
+        stream.retained_bytes += size
+        while len(stream.events) > 1 and (
+            len(stream.events) > self._retain_events or stream.retained_bytes > self._retain_bytes
+        ):
+            stream.events.popleft()
+            stream.retained_bytes -= stream.sizes.popleft()
 
     def _backlog(self, stream: _Stream, after_seq: int) -> list[SequencedEvent]:
         if not stream.events:

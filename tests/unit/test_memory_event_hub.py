@@ -7,7 +7,7 @@ import pytest
 
 from adapters.memory import MemoryEventHub
 from domain.errors import StreamNotFound, SubscriberTooSlow
-from domain.model import OutputEvent, OutputType
+from domain.model import GapEvent, OutputEvent, OutputType, approximate_size
 
 
 def text(i: int) -> OutputEvent:
@@ -78,3 +78,28 @@ async def test_open_streams_are_never_evicted():
     await hub.create("s")
     clock.now += 10_000
     assert await hub.exists("s")
+
+
+async def test_retention_keeps_the_byte_budget_and_always_the_last_event():
+    hub = MemoryEventHub(retain_events=1000, retain_bytes=10_000)
+    await hub.create("s")
+    for i in range(50):
+        await hub.publish("s", OutputEvent(OutputType.TEXT, str(i % 10) * 1000))
+    retained = await _retained(hub, "s")
+    assert retained[0].event == GapEvent(first_available=retained[1].seq)
+    kept = retained[1:]
+    assert [e.seq for e in kept] == list(range(kept[0].seq, 51))  # the newest, contiguous
+    assert sum(approximate_size(e.event) for e in kept) <= 10_000
+    assert len(kept) >= 9
+    await hub.publish("s", OutputEvent(OutputType.TEXT, "x" * 50_000))  # alone over budget
+    retained = await _retained(hub, "s")
+    assert [e.seq for e in retained[1:]] == [51]
+
+
+async def _retained(hub, stream_id):
+    """The replay a new subscriber gets first."""
+    subscription = hub.subscribe(stream_id)
+    try:
+        return await subscription.__anext__()
+    finally:
+        await subscription.aclose()

@@ -181,3 +181,13 @@ def test_ten_mib_lines_in_small_chunks_are_kept_whole():
     assert [e.type for e in events] == [OutputType.TEXT, OutputType.UNPARSED]
     assert events[0].content == big_text
     assert events[1].content == garbage.decode("utf-8", "replace")
+
+
+def test_a_line_without_end_comes_out_in_pieces_of_the_maximum_size():
+    decoder = LineDecoder(max_line_chars=1000)
+    pieces = []
+    for _ in range(25):  # 25 x 300 chars, never a newline
+        pieces += decoder.feed(b"a" * 300)
+    assert [len(p) for p in pieces] == [1000] * 7
+    assert decoder.feed(b"b\nnext\n") == ["a" * 500 + "b", "next"]
+    assert decoder.feed(b"c" * 2500 + b"\n") == ["c" * 2500]  # completed at once: whole
