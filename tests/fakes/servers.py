@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from typing import Any
@@ -19,9 +20,26 @@ class RunningServer:
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(app, log_level="warning", lifespan=lifespan)
         self._server = uvicorn.Server(config)
+        self.loop: asyncio.AbstractEventLoop | None = None  # the server's, once started
+        serve = self._server.serve
+
+        async def serve_and_note_the_loop(sockets: Any = None) -> None:
+            self.loop = asyncio.get_running_loop()
+            await serve(sockets=sockets)
+
+        self._server.serve = serve_and_note_the_loop  # type: ignore[method-assign]
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
         )
+
+    def call(self, function: Any) -> Any:
+        """Runs `function()` on the server's loop (between its tasks) and returns its result."""
+        assert self.loop is not None
+
+        async def run() -> Any:
+            return function()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
 
     def __enter__(self) -> RunningServer:
         self._thread.start()
