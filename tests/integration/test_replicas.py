@@ -203,3 +203,37 @@ def test_sigterm_ends_the_streams_a_replica_serves_so_clients_resume_elsewhere(r
     rest = read_stream(b.url, started["stream_url"], {"Last-Event-ID": str(first[-1][0])})
     assert [seq for seq, _, _ in first + rest] == list(range(1, len(first) + len(rest) + 1))
     assert rest[-1][1] == "done"
+
+
+def test_a_restarted_gateway_marks_the_runs_in_flight_at_its_crash_failed(redis_server, tmp_path):
+    flags = [
+        "--event-backend",
+        "redis",
+        "--redis-url",
+        redis_server.url,
+        "--claude-command",
+        fake_claude_command(),
+        "--workspace-root",
+        str(tmp_path),
+        "--providers",
+        "claude-code",
+        "--lease-ttl-s",
+        "1.5",
+    ]
+    first = GatewayProcess(*flags)
+    try:
+        started = start_run(first.url, prompt="slow in flight")
+        time.sleep(0.5)
+    finally:
+        first.process.kill()  # a crash: nothing is finished or released
+        first.process.wait(10)
+    for pid in processes_working_in(tmp_path):  # its agent would outlive it
+        os.kill(pid, signal.SIGKILL)
+    second = GatewayProcess(*flags)  # the only replica, started again
+    try:
+        events = read_stream(second.url, started["stream_url"], timeout=30)
+        assert events[-1][1] == "done" and events[-1][2]["status"] == "failed"
+        record = httpx.get(f"{second.url}/projects/demo/runs/{started['run_id']}").json()
+        assert record["status"] == "failed" and "owner lost" in record["error"]
+    finally:
+        second.stop()
