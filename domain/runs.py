@@ -370,28 +370,24 @@ class RunService:
         if run is None or run.status.finished:
             return
         with working_for(run_id, run.project_id):
-            await self._fail_orphan(run)
-
-    async def _fail_orphan(self, run: Run) -> None:
-        run_id = run.run_id
-        error = "owner lost: the replica running this run stopped without finishing it"
-        log.warning("run %s: %s", run_id, error)
-        final = replace(run, status=RunStatus.FAILED, finished_at=self._clock(), error=error)
-        await self._store.save(final)
-        done = DoneEvent(
-            RunStatus.FAILED,
-            None,
-            None,
-            None,
-            run.session_id,
-            None,
-            None,
-            None,
-            provider=run.provider,
-            error=error,
-        )
-        await self._publish(run.stream_id, done)
-        await self._hub.close(run.stream_id)
+            error = "owner lost: the replica running this run stopped without finishing it"
+            log.warning("run %s: %s", run_id, error)
+            final = replace(run, status=RunStatus.FAILED, finished_at=self._clock(), error=error)
+            await self._store.save(final)
+            done = DoneEvent(
+                RunStatus.FAILED,
+                None,
+                None,
+                None,
+                run.session_id,
+                None,
+                None,
+                None,
+                provider=run.provider,
+                error=error,
+            )
+            await self._publish(run.stream_id, done)
+            await self._hub.close(run.stream_id)
 
     async def _cancel_if_owned(self, run_id: str) -> None:
         active = self._active.get(run_id)
