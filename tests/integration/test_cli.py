@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import socket
@@ -192,3 +193,29 @@ def test_json_logs_name_the_run_and_project_on_every_line_of_a_run(tmp_path: Pat
     for line in lines:
         if started["run_id"] in line["message"] and line["logger"] != "uvicorn.access":
             assert line["run_id"] == started["run_id"], line
+
+
+def test_keys_and_stream_tokens_never_reach_the_log(tmp_path: Path):
+    key = "a-secret-api-key-0123456789"
+    keys_file = tmp_path / "keys.json"
+    entry = {"name": "ci", "sha256": hashlib.sha256(key.encode()).hexdigest()}
+    keys_file.write_text(json.dumps({"keys": [{**entry, "projects": ["*"], "role": "run"}]}))
+    log_path = tmp_path / "gateway.log"
+    flags = [*_gateway_flags(tmp_path), "--api-keys-file", str(keys_file)]
+    gateway = GatewayProcess(*flags, "--log-level", "debug", log_path=log_path)
+    try:
+        headers = {"X-API-Key": key}
+        started = httpx.post(
+            f"{gateway.url}/projects/demo/runs", json={"prompt": "hi"}, headers=headers
+        ).json()
+        token = started["stream_url"].partition("token=")[2]
+        assert token
+        read_stream(gateway.url, started["stream_url"])  # with the token only
+        httpx.get(f"{gateway.url}/providers", headers={"Authorization": f"Bearer {key}"})
+        httpx.get(f"{gateway.url}/providers", headers={"X-API-Key": key + "-wrong"})
+    finally:
+        gateway.terminate()
+        gateway.process.wait(30)
+    log = log_path.read_text()
+    assert "GET /projects/demo/events/" in log and "token=<redacted>" in log
+    assert key not in log and token not in log
