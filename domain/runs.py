@@ -414,6 +414,17 @@ class RunService:
                     active.task.cancel()
             await asyncio.wait(pending)
 
+    async def unreachable_backends(self) -> list[str]:
+        """What this replica cannot reach among its event hub and run store (for /readyz)."""
+        probe = "readiness-probe"  # no run or stream has this id: a cheap read of nothing
+        problems = []
+        for name, check in (("event hub", self._hub.exists), ("run store", self._store.get)):
+            try:
+                await asyncio.wait_for(check(probe), 5)
+            except Exception as exc:
+                problems.append(f"{name}: {exc or type(exc).__name__}")
+        return problems
+
     # --- read ------------------------------------------------------------------------------
 
     async def get(self, project_id: str, run_id: str) -> Run:

@@ -220,12 +220,17 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(registry: Registry, response: Response) -> dict[str, Any]:
-    """Ready when the default provider can run."""
+async def readyz(registry: Registry, service: Service, response: Response) -> dict[str, Any]:
+    """Ready when the event hub and run store answer and a provider can run."""
     providers = {name: caps.available for name, _, caps in registry.describe()}
-    ready = any(providers.values())
+    unreachable = await service.unreachable_backends()
+    ready = any(providers.values()) and not unreachable
     response.status_code = 200 if ready else 503
-    return {"status": "ready" if ready else "not_ready", "providers": providers}
+    return {
+        "status": "ready" if ready else "not_ready",
+        "providers": providers,
+        "unreachable": unreachable,
+    }
 
 
 @router.get("/metrics", response_class=Response)

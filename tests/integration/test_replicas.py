@@ -7,6 +7,7 @@ import json
 import os
 import random
 import signal
+import socket
 import threading
 import time
 
@@ -237,3 +238,19 @@ def test_a_restarted_gateway_marks_the_runs_in_flight_at_its_crash_failed(redis_
         assert record["status"] == "failed" and "owner lost" in record["error"]
     finally:
         second.stop()
+
+
+def test_readyz_is_503_naming_redis_while_it_cannot_be_reached(start_gateway, redis_server):
+    with socket.socket() as sock:  # a port where nothing listens
+        sock.bind(("127.0.0.1", 0))
+        nowhere = f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
+    down = start_gateway(event_backend="redis", redis_url=nowhere)
+    response = httpx.get(f"{down.url}/readyz", timeout=30)
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "not_ready" and body["providers"] == {"claude-code": True}
+    assert {problem.split(":")[0] for problem in body["unreachable"]} == {"event hub", "run store"}
+    assert nowhere.split("/")[2] in body["unreachable"][0]  # says which address
+    up = start_gateway(event_backend="redis", redis_url=redis_server.url)
+    response = httpx.get(f"{up.url}/readyz", timeout=30)
+    assert response.status_code == 200 and response.json()["unreachable"] == []
