@@ -9,6 +9,7 @@ process carrying the run's tag, then the first exec reports the exit status."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import os
@@ -140,7 +141,9 @@ class KubernetesExecRunner:
             ) from None
         process = ExecProcess(target, tag, connection, self._calls, self._grace)
         self._running.add(process)
-        pump = self._pumps.submit(process.pump, self._ping_interval_s)
+        # In the caller's context: what the pump logs names the run it works for.
+        context = contextvars.copy_context()
+        pump = self._pumps.submit(context.run, process.pump, self._ping_interval_s)
         pump.add_done_callback(lambda _: loop.call_soon_threadsafe(self._running.discard, process))
         return process
 
