@@ -513,6 +513,9 @@ class RunService:
     def note_slow_subscriber(self) -> None:
         """A client that took no data within the send timeout was disconnected."""
         self.stats.slow_disconnects += 1
+        # uvicorn then logs "ASGI callable returned without completing response": that
+        # unfinished response is this one, cut on purpose.
+        log.info("a subscriber that took no data was disconnected")
 
 
 def _final_status(
