@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from domain.model import Run, Session
 
 
 class MemoryRunStore:
-    """RunStore in memory, keeping at most `max_runs_per_project` records per project
-    (the oldest finished ones go first) and `max_sessions` sessions (least recently used
-    go first)."""
+    """RunStore in memory, keeping at most `max_runs_per_project` records per project and
+    `max_runs` in all (the oldest finished ones go first; running ones always stay), and
+    `max_sessions` sessions (least recently used go first)."""
 
-    def __init__(self, max_runs_per_project: int = 1000, max_sessions: int = 10_000) -> None:
-        self._max_runs = max_runs_per_project
+    def __init__(
+        self,
+        max_runs_per_project: int = 1000,
+        max_runs: int = 50_000,
+        max_sessions: int = 10_000,
+    ) -> None:
+        self._max_runs_per_project = max_runs_per_project
+        self._max_runs = max_runs
         self._max_sessions = max_sessions
-        self._runs: dict[str, Run] = {}
+        self._runs: dict[str, Run] = {}  # in creation order
         self._by_stream: dict[str, str] = {}
         self._by_project: dict[str, list[str]] = {}  # run ids, oldest first
         self._sessions: dict[str, Session] = {}
@@ -23,9 +31,9 @@ class MemoryRunStore:
         self._runs[run.run_id] = run
         if is_new:
             self._by_stream[run.stream_id] = run.run_id
-            project_runs = self._by_project.setdefault(run.project_id, [])
-            project_runs.append(run.run_id)
-            self._trim(project_runs)
+            self._by_project.setdefault(run.project_id, []).append(run.run_id)
+            self._trim(self._by_project[run.project_id], self._max_runs_per_project)
+            self._trim(self._runs, self._max_runs)
 
     async def get(self, run_id: str) -> Run | None:
         return self._runs.get(run_id)
@@ -48,11 +56,15 @@ class MemoryRunStore:
     async def get_session(self, session_id: str) -> Session | None:
         return self._sessions.get(session_id)
 
-    def _trim(self, project_runs: list[str]) -> None:
-        while len(project_runs) > self._max_runs:
-            victim = next((rid for rid in project_runs if self._runs[rid].status.finished), None)
+    def _trim(self, run_ids: Collection[str], limit: int) -> None:
+        """Forgets the oldest finished runs among `run_ids` (oldest first) past `limit`."""
+        while len(run_ids) > limit:
+            victim = next((rid for rid in run_ids if self._runs[rid].status.finished), None)
             if victim is None:
                 return
-            project_runs.remove(victim)
             run = self._runs.pop(victim)
             self._by_stream.pop(run.stream_id, None)
+            project_runs = self._by_project[run.project_id]
+            project_runs.remove(victim)
+            if not project_runs:  # the number of projects stays bounded too
+                del self._by_project[run.project_id]

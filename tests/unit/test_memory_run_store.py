@@ -1,0 +1,33 @@
+"""What only the in-memory run store does: it stays bounded, in runs and in projects."""
+
+from dataclasses import replace
+
+from adapters.memory import MemoryRunStore
+from domain.model import RunStatus
+from tests.contract.test_run_store_contract import make_run
+
+
+async def test_the_oldest_finished_runs_go_first_and_running_ones_stay():
+    store = MemoryRunStore(max_runs_per_project=1000, max_runs=3)
+    running = make_run(0, project="keep")
+    await store.save(running)
+    for i in range(1, 6):  # five finished runs, each of a project of its own
+        await store.save(replace(make_run(i, project=f"p{i}"), status=RunStatus.SUCCEEDED))
+    assert await store.get("run0") == running
+    assert [await store.get(f"run{i}") is not None for i in range(1, 6)] == [
+        False,
+        False,
+        False,
+        True,
+        True,
+    ]
+    assert await store.find_by_stream("stream1") is None
+    assert await store.list_for_project("p1") == []
+    assert len(store._by_project) == 3  # the projects of forgotten runs are forgotten too
+
+
+async def test_each_project_keeps_at_most_its_own_limit():
+    store = MemoryRunStore(max_runs_per_project=2)
+    for i in range(4):
+        await store.save(replace(make_run(i), status=RunStatus.FAILED))
+    assert [run.run_id for run in await store.list_for_project("demo")] == ["run3", "run2"]
