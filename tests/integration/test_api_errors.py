@@ -226,3 +226,17 @@ def test_a_body_that_never_ends_is_cut_off_with_408(start_gateway, head):
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert b'"request_timeout"' in answer
     assert time.monotonic() - started < 5  # and the connection was closed
+
+
+def test_405_lists_every_method_of_the_path(url):
+    response = httpx.request("OPTIONS", f"{url}/projects/demo/runs")
+    assert _error(response, 405)["code"] == "method_not_allowed"
+    assert response.headers["allow"] == "GET, POST"  # two routes share this path
+
+
+def test_the_claude_route_refuses_another_provider(url):
+    response = httpx.post(f"{url}/projects/demo/claude", json={"prompt": "x", "provider": "a"})
+    assert "provider" in _error(response, 422)["message"]
+    assert httpx.post(
+        f"{url}/projects/demo/claude", json={"prompt": "x", "provider": "claude-code"}
+    ).is_success
