@@ -8,6 +8,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from domain.access import Role
@@ -256,6 +257,14 @@ def _document_providers(app: FastAPI, names: list[str]) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def _methods_of_path(path: str) -> set[str]:
+    methods: set[str] = set()
+    for route in router.routes:
+        if isinstance(route, APIRoute) and route.path_regex.match(path):
+            methods |= route.methods
+    return methods
+
+
 def create_app(gateway: Gateway) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -271,7 +280,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     _document_providers(app, gateway.registry.names())
     app.state.gateway = gateway
     app.state.metrics = Metrics(gateway.service)
-    install_error_handlers(app)
+    install_error_handlers(app, _methods_of_path)
     app.include_router(router)
     settings = gateway.settings
     # Added last = runs first: body limits, then auth, then the rate of the caller found.

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import BaseRoute, Match
 from starlette.types import Send
 
 from domain.errors import (
@@ -77,17 +77,11 @@ async def send_error(send: Send, exc: GatewayError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _allowed_methods(request: Request) -> str:
-    """Every method of the path: Starlette's 405 names only those of the first route that
-    matches the path (`/projects/{id}/runs` has GET and POST in two routes)."""
-    methods: set[str] = set()
-    for route in request.app.routes:
-        if isinstance(route, BaseRoute) and route.matches(request.scope)[0] is Match.PARTIAL:
-            methods |= getattr(route, "methods", None) or set()
-    return ", ".join(sorted(methods))
+def install_error_handlers(app: FastAPI, methods_of_path: Callable[[str], set[str]]) -> None:
+    """`methods_of_path` gives every method a path has, for the Allow header of a 405:
+    Starlette's names only those of the first route that matches the path
+    (`/projects/{id}/runs` has GET and POST in two routes)."""
 
-
-def install_error_handlers(app: FastAPI) -> None:
     async def on_gateway_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, GatewayError)
         return JSONResponse(error_body(exc.code, exc.message), status_for(exc), headers_for(exc))
@@ -105,7 +99,7 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
-            headers["Allow"] = _allowed_methods(request)
+            headers["Allow"] = ", ".join(sorted(methods_of_path(request.url.path)))
         return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
