@@ -245,7 +245,9 @@ def approximate_size(event: StreamEvent) -> int:
         return size
     if isinstance(event, ErrorEvent):
         return 100 + len(event.message) + len(event.partial_content or "")
-    return 200 + len(getattr(event, "result", None) or "")
+    if isinstance(event, DoneEvent):
+        return 200 + len(event.result or "")
+    return 100  # a gap
 
 
 def event_name(event: StreamEvent) -> str:
