@@ -73,23 +73,29 @@ def start_server(kind: str, port: int, workspace: str) -> subprocess.Popen:
             AGENT,
         ]
     else:
-        argv = [
-            sys.executable,
-            "-m",
-            "handlers.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--claude-command",
-            AGENT,
-            "--workspace-root",
-            workspace,
-            "--providers",
-            "claude-code",
-            "--log-level",
-            "warning",
-        ]
+        argv = gateway_argv(port, workspace)
     return launch(argv, env, port)
+
+
+def gateway_argv(port: int, workspace: str, *flags: str, command: str = AGENT) -> list[str]:
+    """`agent-gateway serve` with the fake agent as its only provider."""
+    return [
+        sys.executable,
+        "-m",
+        "handlers.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--claude-command",
+        command,
+        "--workspace-root",
+        workspace,
+        "--providers",
+        "claude-code",
+        "--log-level",
+        "warning",
+        *flags,
+    ]
 
 
 def launch(argv: list[str], env: dict[str, str], port: int) -> subprocess.Popen:

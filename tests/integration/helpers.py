@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,11 +10,23 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 from httpx_sse import connect_sse
+
+from adapters.memory import MemoryEventHub, MemoryRunStore
+from domain.access import StreamTokens
+from domain.registry import ProviderRegistry
+from domain.runs import RunService
+from handlers.api import create_app
+from handlers.auth import Access
+from handlers.bootstrap import Gateway
+from handlers.settings import Settings
+from tests.conftest import fake_claude_command
+from tests.fakes.servers import RunningServer
 
 
 def start_run(url: str, project: str = "demo", **body: Any) -> dict[str, Any]:
@@ -106,3 +119,33 @@ class GatewayProcess:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+
+
+def serve_flags(workspace: Path, *extra: str) -> list[str]:
+    """`serve` flags for a gateway whose only provider is the fake claude CLI."""
+    return [
+        "--claude-command",
+        fake_claude_command(),
+        "--workspace-root",
+        str(workspace),
+        "--providers",
+        "claude-code",
+        *extra,
+    ]
+
+
+@contextlib.contextmanager
+def app_with_fake_agent(agent: Any, **settings: Any) -> Iterator[Any]:
+    """The whole app under uvicorn in this process, its only provider `agent` (a fake of
+    ours), auth off. The server carries `agent`, `service` and `hub` for inspection."""
+    registry = ProviderRegistry()
+    registry.register("fake", agent)
+    hub = MemoryEventHub()
+    service = RunService(registry, hub, MemoryRunStore())
+    gateway_settings = Settings(providers="fake", rate_limit_per_s=0, **settings)
+    access = Access(None, StreamTokens(b"k" * 32, 60))
+    with RunningServer(
+        create_app(Gateway(gateway_settings, registry, service, access)), "on"
+    ) as server:
+        server.agent, server.service, server.hub = agent, service, hub
+        yield server

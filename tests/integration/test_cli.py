@@ -17,9 +17,15 @@ import pytest
 
 from handlers.cli import StreamFollower, main
 from handlers.settings import SettingsError, load_settings
-from tests.conftest import fake_claude_command, process_alive, processes_working_in
+from tests.conftest import process_alive, processes_working_in
 from tests.fakes.servers import FlakyProxy
-from tests.integration.helpers import GatewayProcess, read_stream, start_run, wait_for_file
+from tests.integration.helpers import (
+    GatewayProcess,
+    read_stream,
+    serve_flags,
+    start_run,
+    wait_for_file,
+)
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -93,16 +99,7 @@ def test_serve_refuses_a_non_loopback_address_without_auth(capsys):
 
 def test_sigterm_stops_every_agent_publishes_done_and_then_exits(tmp_path: Path):
     gateway = GatewayProcess(
-        "--claude-command",
-        fake_claude_command(),
-        "--workspace-root",
-        str(tmp_path),
-        "--providers",
-        "claude-code",
-        "--interrupt-grace-s",
-        "1",
-        "--terminate-grace-s",
-        "1",
+        *serve_flags(tmp_path, "--interrupt-grace-s", "1", "--terminate-grace-s", "1")
     )
     url = gateway.url
     try:
@@ -135,19 +132,8 @@ def test_sigterm_stops_every_agent_publishes_done_and_then_exits(tmp_path: Path)
     assert processes_working_in(tmp_path) == []
 
 
-def _gateway_flags(tmp_path: Path) -> list[str]:
-    return [
-        "--claude-command",
-        fake_claude_command(),
-        "--workspace-root",
-        str(tmp_path / "workspaces"),
-        "--providers",
-        "claude-code",
-    ]
-
-
 def test_serve_closes_connections_that_never_finish_a_request_head(tmp_path: Path):
-    gateway = GatewayProcess(*_gateway_flags(tmp_path), "--head-timeout-s", "1")
+    gateway = GatewayProcess(*serve_flags(tmp_path / "workspaces"), "--head-timeout-s", "1")
     try:
         partial = socket.create_connection(("127.0.0.1", gateway.port))
         partial.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never the blank line
@@ -173,7 +159,9 @@ def test_serve_closes_connections_that_never_finish_a_request_head(tmp_path: Pat
 
 def test_json_logs_name_the_run_and_project_on_every_line_of_a_run(tmp_path: Path):
     log_path = tmp_path / "gateway.log"
-    gateway = GatewayProcess(*_gateway_flags(tmp_path), "--log-format", "json", log_path=log_path)
+    gateway = GatewayProcess(
+        *serve_flags(tmp_path / "workspaces"), "--log-format", "json", log_path=log_path
+    )
     try:
         started = start_run(gateway.url, project="logs", prompt="slow x")
         httpx.post(f"{gateway.url}{started['cancel_url']}", timeout=30)
@@ -201,7 +189,7 @@ def test_keys_and_stream_tokens_never_reach_the_log(tmp_path: Path):
     entry = {"name": "ci", "sha256": hashlib.sha256(key.encode()).hexdigest()}
     keys_file.write_text(json.dumps({"keys": [{**entry, "projects": ["*"], "role": "run"}]}))
     log_path = tmp_path / "gateway.log"
-    flags = [*_gateway_flags(tmp_path), "--api-keys-file", str(keys_file)]
+    flags = [*serve_flags(tmp_path / "workspaces"), "--api-keys-file", str(keys_file)]
     gateway = GatewayProcess(*flags, "--log-level", "debug", log_path=log_path)
     try:
         headers = {"X-API-Key": key}

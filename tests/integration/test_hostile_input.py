@@ -12,16 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.memory import MemoryEventHub, MemoryRunStore
-from domain.access import StreamTokens
-from domain.registry import ProviderRegistry
-from domain.runs import RunService
 from handlers.api import create_app
-from handlers.auth import Access
-from handlers.bootstrap import Gateway
 from handlers.settings import Settings
 from tests.fakes.agents import FakeCodeAgent
 from tests.fakes.servers import RunningServer
+from tests.integration.helpers import app_with_fake_agent
 
 PROJECT_ID = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 SHELL_HOSTILE = [
@@ -45,14 +40,7 @@ FUZZ = settings(
 @pytest.fixture(scope="module")
 def recorded():
     """The whole app under uvicorn, with an agent that records every request it gets."""
-    agent = FakeCodeAgent(texts=("ok",))
-    registry = ProviderRegistry()
-    registry.register("fake", agent)
-    service = RunService(registry, MemoryEventHub(), MemoryRunStore())
-    settings_ = Settings(providers="fake", rate_limit_per_s=0)
-    gateway = Gateway(settings_, registry, service, Access(None, StreamTokens(b"k" * 32, 60)))
-    with RunningServer(create_app(gateway), lifespan="on") as server:
-        server.agent = agent
+    with app_with_fake_agent(FakeCodeAgent(texts=("ok",))) as server:
         yield server
 
 

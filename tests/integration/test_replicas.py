@@ -15,39 +15,35 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from tests.conftest import fake_claude_command, process_alive, processes_working_in
+from tests.conftest import process_alive, processes_working_in
 from tests.integration.helpers import (
     GatewayProcess,
     follow_with_resume,
     read_stream,
+    serve_flags,
     start_run,
     texts,
     wait_for_file,
 )
 
 
+def redis_flags(url: str) -> list[str]:
+    """Redis for events and runs; a dead replica's runs fail after 1.5 s."""
+    return ["--event-backend", "redis", "--redis-url", url, "--lease-ttl-s", "1.5"]
+
+
 @pytest.fixture
 def replicas(redis_server, tmp_path):
-    flags = [
-        "--event-backend",
-        "redis",
-        "--redis-url",
-        redis_server.url,
-        "--claude-command",
-        fake_claude_command(),
-        "--workspace-root",
-        str(tmp_path),
-        "--providers",
-        "claude-code",
+    flags = serve_flags(
+        tmp_path,
+        *redis_flags(redis_server.url),
         "--interrupt-grace-s",
         "1",
         "--terminate-grace-s",
         "1",
         "--retain-events",
         "50000",
-        "--lease-ttl-s",
-        "1.5",
-    ]
+    )
     a, b = GatewayProcess(*flags), GatewayProcess(*flags)
     yield a, b
     a.stop()
@@ -207,20 +203,7 @@ def test_sigterm_ends_the_streams_a_replica_serves_so_clients_resume_elsewhere(r
 
 
 def test_a_restarted_gateway_marks_the_runs_in_flight_at_its_crash_failed(redis_server, tmp_path):
-    flags = [
-        "--event-backend",
-        "redis",
-        "--redis-url",
-        redis_server.url,
-        "--claude-command",
-        fake_claude_command(),
-        "--workspace-root",
-        str(tmp_path),
-        "--providers",
-        "claude-code",
-        "--lease-ttl-s",
-        "1.5",
-    ]
+    flags = serve_flags(tmp_path, *redis_flags(redis_server.url))
     first = GatewayProcess(*flags)
     try:
         started = start_run(first.url, prompt="slow in flight")

@@ -12,19 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from adapters.memory import MemoryEventHub, MemoryRunStore
-from domain.access import StreamTokens
 from domain.model import AgentRequest, OutputEvent, OutputType
-from domain.registry import ProviderRegistry
-from domain.runs import RunService
-from handlers.api import create_app
-from handlers.auth import Access
-from handlers.bootstrap import Gateway
-from handlers.settings import Settings
 from tests.conftest import processes_working_in
 from tests.fakes.agents import FakeCodeAgent
-from tests.fakes.servers import RunningServer
-from tests.integration.helpers import start_run, wait_until
+from tests.integration.helpers import app_with_fake_agent, start_run, wait_until
 
 CYCLES = int(os.environ.get("SOAK_CYCLES", "10000"))
 
@@ -32,14 +23,8 @@ CYCLES = int(os.environ.get("SOAK_CYCLES", "10000"))
 @pytest.fixture
 def in_process():
     """The app under uvicorn in this process, so its tasks and descriptors can be counted."""
-    registry = ProviderRegistry()
-    registry.register("fake", FakeCodeAgent(texts=("hello",), hang=True))
-    hub = MemoryEventHub()
-    service = RunService(registry, hub, MemoryRunStore())
-    settings = Settings(providers="fake", rate_limit_per_s=0, send_timeout_s=2.0)
-    gateway = Gateway(settings, registry, service, Access(None, StreamTokens(b"k" * 32, 60)))
-    with RunningServer(create_app(gateway), lifespan="on") as server:
-        server.service, server.hub = service, hub
+    agent = FakeCodeAgent(texts=("hello",), hang=True)
+    with app_with_fake_agent(agent, send_timeout_s=2.0) as server:
         yield server
 
 
