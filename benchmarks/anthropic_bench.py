@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import statistics
 import sys
@@ -20,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stream_bench import free_port, launch, post
+from stream_bench import clean_env, free_port, launch, post
 
 ROOT = Path(__file__).resolve().parent.parent
 STAMP = re.compile(rb"T(\d{10,})")
@@ -52,7 +51,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000, help="deltas per second")
     args = parser.parse_args()
     fake_port, gateway_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_GATEWAY_")}
+    env = clean_env()
     fake = launch(
         [sys.executable, "-m", "tests.fakes.fake_anthropic", "--port", str(fake_port)],
         env,

@@ -16,13 +16,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from stream_bench import AGENT, Result, Scenario, post, subscribe, summary
+from stream_bench import Result, Scenario, free_port, post, start_gateway, subscribe, summary
 
 from tests.fakes.redis_server import RedisServer
-from tests.integration.helpers import GatewayProcess
 
 
-async def fan_out(urls: list[str], ports: list[int], scenario: Scenario) -> Result:
+async def fan_out(ports: list[int], scenario: Scenario) -> Result:
     result = Result()
     started = post(
         ports[0],
@@ -43,28 +42,17 @@ async def fan_out(urls: list[str], ports: list[int], scenario: Scenario) -> Resu
 def measure(
     backend: str, replicas: int, scenario: Scenario, workspace: str, redis_url: str | None
 ) -> dict:
-    flags = [
-        "--claude-command",
-        AGENT,
-        "--workspace-root",
-        workspace,
-        "--providers",
-        "claude-code",
-        "--log-level",
-        "warning",
-        "--subscriber-max-pending",
-        "100000",
-    ]
+    flags = ["--subscriber-max-pending", "100000"]
     if backend == "redis":
         flags += ["--event-backend", "redis", "--redis-url", redis_url or ""]
-    gateways = [GatewayProcess(*flags) for _ in range(replicas)]
+    ports = [free_port() for _ in range(replicas)]
+    servers = [start_gateway(port, workspace, *flags) for port in ports]
     try:
-        result = asyncio.run(
-            fan_out([g.url for g in gateways], [g.port for g in gateways], scenario)
-        )
+        result = asyncio.run(fan_out(ports, scenario))
     finally:
-        for gateway in gateways:
-            gateway.stop()
+        for server in servers:
+            server.terminate()
+            server.wait(60)
     return summary(result, scenario)
 
 

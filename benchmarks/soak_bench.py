@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stream_bench import AGENT, ROOT, Result, free_port, gateway_argv, launch, post, subscribe
+from stream_bench import AGENT, ROOT, Result, free_port, post, start_gateway, subscribe
 
 FLOOD_LINES = f"{sys.executable} -c \"import sys; sys.stdin.read(); w = sys.stdout.write; [w('x' * 1023 + '\\n') for _ in range(300 * 1024)]\""  # noqa: E501
 FLOOD_ONE_LINE = f"{sys.executable} -c \"import sys; sys.stdin.read(); w = sys.stdout.buffer.write; [w(b'y' * 1048576) for _ in range(300)]\""  # noqa: E501
@@ -38,8 +38,7 @@ FLOOD_ONE_LINE = f"{sys.executable} -c \"import sys; sys.stdin.read(); w = sys.s
 @contextmanager
 def gateway(workspace: str, *flags: str, command: str = AGENT) -> Iterator[tuple[int, int]]:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_GATEWAY_")}
-    server = launch(gateway_argv(port, workspace, *flags, command=command), env, port)
+    server = start_gateway(port, workspace, *flags, command=command)
     try:
         yield port, server.pid
     finally:

@@ -61,8 +61,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def clean_env() -> dict[str, str]:
+    """This environment without gateway settings, which would change what is measured."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("AGENT_GATEWAY_")}
+
+
 def start_server(kind: str, port: int, workspace: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_GATEWAY_")}
     if kind == "relay":
         argv = [
             sys.executable,
@@ -72,14 +76,13 @@ def start_server(kind: str, port: int, workspace: str) -> subprocess.Popen:
             "--command",
             AGENT,
         ]
-    else:
-        argv = gateway_argv(port, workspace)
-    return launch(argv, env, port)
+        return launch(argv, clean_env(), port)
+    return start_gateway(port, workspace)
 
 
-def gateway_argv(port: int, workspace: str, *flags: str, command: str = AGENT) -> list[str]:
-    """`agent-gateway serve` with the fake agent as its only provider."""
-    return [
+def start_gateway(port: int, workspace: str, *flags: str, command: str = AGENT) -> subprocess.Popen:
+    """`agent-gateway serve` with the fake agent (or `command`) as its only provider."""
+    argv = [
         sys.executable,
         "-m",
         "handlers.cli",
@@ -96,6 +99,7 @@ def gateway_argv(port: int, workspace: str, *flags: str, command: str = AGENT) -
         "warning",
         *flags,
     ]
+    return launch(argv, clean_env(), port)
 
 
 def launch(argv: list[str], env: dict[str, str], port: int) -> subprocess.Popen:
