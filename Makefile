@@ -1,9 +1,11 @@
 # Everything a fresh machine needs comes from this repository's own files:
-# Python packages from pyproject.toml, the claude CLI and opencode from
-# tests/agents/package-lock.json, redis-server from Debian.
+# Python packages from pyproject.toml, the claude CLI and opencode for the tests from
+# tests/agents/package-lock.json, the claude CLI that `serve` falls back on from
+# deploy/claude-code/package-lock.json, redis-server from Debian.
 VENV := .venv
 BIN := $(VENV)/bin
 AGENTS := tests/agents
+CLAUDE_CODE := deploy/claude-code
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -24,13 +26,20 @@ $(AGENTS)/node_modules/.installed: $(AGENTS)/package.json $(AGENTS)/package-lock
 	cd $(AGENTS)/node_modules/opencode-ai && node postinstall.mjs
 	touch $@
 
+$(CLAUDE_CODE)/node_modules/.installed: $(CLAUDE_CODE)/package.json $(CLAUDE_CODE)/package-lock.json
+	cd $(CLAUDE_CODE) && npm install --no-audit --no-fund --ignore-scripts
+	cd $(CLAUDE_CODE) && node node_modules/@anthropic-ai/claude-code/install.cjs
+	touch $@
+
 # Debian's redis-server, for the Redis backend's tests (they start their own instances).
 redis-server:
 	command -v redis-server >/dev/null || $(SUDO) apt-get install -y redis-server \
 		|| ($(SUDO) apt-get update && $(SUDO) apt-get install -y redis-server)
 
-serve: $(VENV)/.installed
-	$(BIN)/agent-gateway serve
+# The pinned claude CLI comes last on PATH: a `claude` of your own (or
+# AGENT_GATEWAY_CLAUDE_COMMAND) is used first.
+serve: $(VENV)/.installed $(CLAUDE_CODE)/node_modules/.installed
+	PATH="$$PATH:$(CURDIR)/$(CLAUDE_CODE)/node_modules/.bin" $(BIN)/agent-gateway serve
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
@@ -44,4 +53,4 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/stream_bench.py
 
 clean:
-	rm -rf $(VENV) $(AGENTS)/node_modules
+	rm -rf $(VENV) $(AGENTS)/node_modules $(CLAUDE_CODE)/node_modules

@@ -8,9 +8,12 @@ pipe-to-SSE relay on uvicorn, measured in the same run, so ratios survive a nois
     python benchmarks/stream_bench.py                 # both scenarios
     python benchmarks/stream_bench.py --quick         # a small smoke run
 
-Scenarios: "throughput" (a few runs flooding lines as fast as they can) and "latency"
-(100 concurrent runs, paced lines). Each prints p50/p99 latency, delivered events/s,
-whether every subscriber got every event in order, and the server's peak RSS."""
+Scenarios: "throughput" (20 runs x 5 subscribers flooding lines as fast as they can),
+"latency" (100 concurrent runs, one line each 10 ms) and "starts" (300 runs started at once,
+one line each). Each prints p50/p99 latency, delivered events/s, whether every subscriber
+got every event in order, the server's peak RSS and its own CPU time (user + system, from
+/proc) per 1,000 delivered events and per run start: the steadiest figure on a noisy
+machine, so it is the one to compare first."""
 
 from __future__ import annotations
 
@@ -53,6 +56,8 @@ class Result:
     first_ns: int | None = None
     last_ns: int = 0
     peak_rss_kib: int = 0
+    cpu_s: float = 0.0  # the server's CPU time while the scenario ran
+    start_cpu_s: float = 0.0  # the server's CPU time from the first start to the last answer
 
 
 def free_port() -> int:
@@ -77,7 +82,7 @@ def start_server(kind: str, port: int, workspace: str) -> subprocess.Popen:
             AGENT,
         ]
         return launch(argv, clean_env(), port)
-    return start_gateway(port, workspace)
+    return start_gateway(port, workspace, "--max-runs", "1000")
 
 
 def start_gateway(port: int, workspace: str, *flags: str, command: str = AGENT) -> subprocess.Popen:
@@ -156,8 +161,15 @@ async def subscribe(port: int, path: str, end_marker: bytes, expected: int, resu
         result.complete += 1
 
 
-async def drive(kind: str, port: int, scenario: Scenario) -> Result:
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc/<pid>/stat (fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def drive(kind: str, port: int, scenario: Scenario, pid: int) -> Result:
     result = Result()
+    cpu_before = cpu_seconds(pid)
     prompt = f"{scenario.wait_s} {scenario.lines} {scenario.rate}"
     loop = asyncio.get_running_loop()
     if kind == "relay":
@@ -175,6 +187,7 @@ async def drive(kind: str, port: int, scenario: Scenario) -> Result:
         ]
         marker = b"event: done"
     urls = [started["stream_url"] for started in await asyncio.gather(*starts)]
+    result.start_cpu_s = cpu_seconds(pid) - cpu_before
     await asyncio.gather(
         *[
             subscribe(port, url, marker, scenario.lines, result)
@@ -182,6 +195,7 @@ async def drive(kind: str, port: int, scenario: Scenario) -> Result:
             for _ in range(scenario.subscribers)
         ]
     )
+    result.cpu_s = cpu_seconds(pid) - cpu_before
     return result
 
 
@@ -197,7 +211,7 @@ def measure(kind: str, scenario: Scenario) -> Result:
     with tempfile.TemporaryDirectory() as workspace:
         server = start_server(kind, port, workspace)
         try:
-            result = asyncio.run(drive(kind, port, scenario))
+            result = asyncio.run(drive(kind, port, scenario, server.pid))
             result.peak_rss_kib = peak_rss_kib(server.pid)
         finally:
             server.terminate()
@@ -214,6 +228,8 @@ def summary(result: Result, scenario: Scenario) -> dict:
         "events_per_s": result.events / elapsed,
         "complete": f"{result.complete}/{scenario.runs * scenario.subscribers}",
         "peak_rss_mib": result.peak_rss_kib / 1024,
+        "cpu_ms_per_1000": result.cpu_s * 1e6 / max(result.events, 1),
+        "start_cpu_ms": result.start_cpu_s * 1000 / scenario.runs,
     }
 
 
@@ -221,17 +237,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--only", choices=["throughput", "latency"], help="one scenario")
+    parser.add_argument("--only", choices=["throughput", "latency", "starts"], help="one scenario")
     args = parser.parse_args()
     if args.quick:
         scenarios = [
-            Scenario("throughput", 2, 2, 2000, 0, 1.0),
-            Scenario("latency", 10, 1, 40, 20, 1.5),
+            Scenario("throughput", 4, 2, 1000, 0, 1.0),
+            Scenario("latency", 10, 1, 40, 100, 1.5),
+            Scenario("starts", 20, 1, 1, 0, 2.0),
         ]
     else:
         scenarios = [
-            Scenario("throughput", 4, 2, 25_000, 0, 1.5),
-            Scenario("latency", 100, 1, 100, 20, 4.0),
+            Scenario("throughput", 20, 5, 1000, 0, 3.0),
+            Scenario("latency", 100, 1, 500, 100, 5.0),
+            Scenario("starts", 300, 1, 1, 0, 15.0),
         ]
     for scenario in scenarios:
         if args.only and scenario.name != args.only:
@@ -249,13 +267,17 @@ def main() -> None:
                 f"{kind:8} #{attempt}  p50 {row['p50_ms']:8.2f} ms  p99 {row['p99_ms']:8.2f} ms"
                 f"  {row['events_per_s']:10.0f} events/s  complete {row['complete']:>7}"
                 f"  peak RSS {row['peak_rss_mib']:6.1f} MiB"
+                f"  CPU {row['cpu_ms_per_1000']:6.2f} ms/1000 events"
+                f"  {row['start_cpu_ms']:6.2f} ms/start"
             )
         for attempt in range(args.repeat):
             relay, gateway = rows[("relay", attempt)], rows[("gateway", attempt)]
             print(
                 f"ratio #{attempt}: events/s gateway/relay = "
                 f"{gateway['events_per_s'] / relay['events_per_s']:.2f}; "
-                f"p99 gateway/relay = {gateway['p99_ms'] / relay['p99_ms']:.2f}"
+                f"p99 gateway/relay = {gateway['p99_ms'] / relay['p99_ms']:.2f}; "
+                f"CPU per event gateway/relay = "
+                f"{gateway['cpu_ms_per_1000'] / relay['cpu_ms_per_1000']:.2f}"
             )
 
 

@@ -10,6 +10,9 @@ GatewayError
 │   ├── StreamNotFound
 │   └── SessionNotFound
 ├── ProviderUnavailable     provider cannot serve now (why)          -> 503
+├── AgentStartFailed        an agent could not start (why); the service tries the next
+├── BackendUnavailable      the event hub or run store cannot be reached -> 503
+├── InputNotAccepted        the run takes no such input now          -> 409
 ├── ShuttingDown            the gateway no longer accepts runs       -> 503
 ├── OwnerUnreachable        the replica running a run did not answer -> 503
 ├── LimitExceeded           a configured limit was reached           -> 429
@@ -98,6 +101,30 @@ class ProviderUnavailable(GatewayError):
         super().__init__(f"provider {provider!r} is unavailable: {detail}")
         self.provider = provider
         self.detail = detail
+
+
+class AgentStartFailed(GatewayError):
+    """Raised by agents and process runners, which do not know which provider they serve:
+    the run service names it (ProviderUnavailable) once no provider of a chain started."""
+
+    code = "agent_start_failed"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"the agent could not start: {detail}")
+        self.detail = detail
+
+
+class BackendUnavailable(GatewayError):
+    code = "backend_unavailable"
+
+    def __init__(self, backend: str, detail: str) -> None:
+        super().__init__(f"{backend} is unavailable: {detail}")
+        self.backend = backend
+        self.detail = detail
+
+
+class InputNotAccepted(GatewayError):
+    code = "input_not_accepted"
 
 
 class ShuttingDown(GatewayError):

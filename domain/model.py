@@ -22,7 +22,6 @@ PROJECT_ID_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 class RunStatus(enum.StrEnum):
-    PENDING = "pending"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -31,7 +30,7 @@ class RunStatus(enum.StrEnum):
 
     @property
     def finished(self) -> bool:
-        return self not in (RunStatus.PENDING, RunStatus.RUNNING)
+        return self is not RunStatus.RUNNING
 
 
 class OutputType(enum.StrEnum):
@@ -148,44 +147,69 @@ class OutputEvent:
     fields: Mapping[str, Any] = field(default_factory=dict)
     raw: Any = None
 
-    def to_data(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"type": str(self.type), "content": self.content, **self.fields}
-        if self.raw is not None:
-            data["raw"] = self.raw
-        return data
-
 
 @dataclass(frozen=True, slots=True)
 class ErrorEvent:
     message: str
     partial_content: str | None = None
 
-    def to_data(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"message": self.message}
-        if self.partial_content is not None:
-            data["partial_content"] = self.partial_content
-        return data
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What is known of how a run ended: one value shared by the agent's AgentResult, the
+    stream's DoneEvent and the run record. A field the provider did not report is None."""
+
+    exit_code: int | None = None
+    result: str | None = None
+    session_id: str | None = None
+    model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class AgentResult:
-    """The last thing an agent yields: how it ended, as far as the agent knows.
+    """The last thing an agent yields: its outcome, and whether it says it failed (why in
+    `error`). The run service decides the final status (a cancelled run is cancelled
+    whatever the exit code)."""
 
-    Fields the provider did not report stay None; the run service decides the final status
-    (a cancelled run is cancelled whatever the exit code)."""
-
-    exit_code: int | None = None
+    outcome: Outcome = Outcome()
     is_error: bool = False
-    result: str | None = None
-    session_id: str | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cost_usd: float | None = None
     error: str | None = None
-    model: str | None = None
 
 
 AgentEvent = OutputEvent | ErrorEvent | AgentResult
+
+
+# --- input to a running agent ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UserMessage:
+    """The user's next message; `now` ends the current turn and runs it at once."""
+
+    text: str
+    now: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class InputAnswer:
+    """An answer to the agent's permission request or question `request_id`."""
+
+    request_id: str
+    allow: bool
+    message: str | None = None
+    updated_input: Mapping[str, Any] | None = None
+    answers: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupt:
+    """Stop the current turn; the run and its session stay open."""
+
+
+AgentInput = UserMessage | InputAnswer | Interrupt
 
 
 # --- events on a stream -------------------------------------------------------------------
@@ -193,40 +217,20 @@ AgentEvent = OutputEvent | ErrorEvent | AgentResult
 
 @dataclass(frozen=True, slots=True)
 class DoneEvent:
-    status: RunStatus
-    exit_code: int | None
-    duration_ms: int | None
-    result: str | None
-    session_id: str | None
-    input_tokens: int | None
-    output_tokens: int | None
-    cost_usd: float | None
-    provider: str | None = None
-    error: str | None = None
-    model: str | None = None
+    """The last event of every stream, exactly once."""
 
-    def to_data(self) -> dict[str, Any]:
-        return {
-            "status": str(self.status),
-            "exit_code": self.exit_code,
-            "duration_ms": self.duration_ms,
-            "result": self.result,
-            "session_id": self.session_id,
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "cost_usd": self.cost_usd,
-            "provider": self.provider,
-            "model": self.model,
-            "error": self.error,
-        }
+    status: RunStatus
+    outcome: Outcome
+    duration_ms: int | None
+    provider: str | None
+    error: str | None
 
 
 @dataclass(frozen=True, slots=True)
 class GapEvent:
-    first_available: int
+    """Events before `first_available` are no longer retained."""
 
-    def to_data(self) -> dict[str, Any]:
-        return {"first_available": self.first_available}
+    first_available: int
 
 
 StreamEvent = OutputEvent | ErrorEvent | DoneEvent | GapEvent
@@ -246,19 +250,8 @@ def approximate_size(event: StreamEvent) -> int:
     if isinstance(event, ErrorEvent):
         return 100 + len(event.message) + len(event.partial_content or "")
     if isinstance(event, DoneEvent):
-        return 200 + len(event.result or "")
+        return 200 + len(event.outcome.result or "")
     return 100  # a gap
-
-
-def event_name(event: StreamEvent) -> str:
-    """The SSE `event:` name of a stream event."""
-    if isinstance(event, OutputEvent):
-        return "output"
-    if isinstance(event, ErrorEvent):
-        return "error"
-    if isinstance(event, DoneEvent):
-        return "done"
-    return "gap"
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +267,8 @@ class SequencedEvent:
 
 @dataclass(frozen=True, slots=True)
 class Run:
+    """A run record. While running, `outcome` holds only the session asked for."""
+
     run_id: str
     project_id: str
     stream_id: str
@@ -283,11 +278,7 @@ class Run:
     providers_skipped: tuple[str, ...] = ()
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    exit_code: int | None = None
-    session_id: str | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cost_usd: float | None = None
+    outcome: Outcome = Outcome()
     error: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
 

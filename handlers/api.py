@@ -122,7 +122,7 @@ async def _cancel_when_dropped(
         finished = True
     finally:
         if not finished:  # the client went away before done
-            asyncio.get_running_loop().create_task(service.cancel(project_id, run_id))
+            service.cancel_soon(project_id, run_id)
 
 
 @router.post("/projects/{project_id}/claude", status_code=202, response_model=RunStarted)

@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,15 +28,21 @@ class KeysFile:
     """The keys file, reloaded when it changes (checked at most once a second) or when
     `reload()` is called (on SIGHUP). A reload that fails keeps the keys already loaded."""
 
-    def __init__(self, path: Path, check_interval_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        check_interval_s: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._path = path
         self._check_interval_s = check_interval_s
-        self._checked_at = time.monotonic()
+        self._monotonic = monotonic
+        self._checked_at = monotonic()
         self._stamp = self._read_stamp()
         self._ring = self._load()  # errors here stop start-up
 
     def ring(self) -> KeyRing:
-        now = time.monotonic()
+        now = self._monotonic()
         if now - self._checked_at >= self._check_interval_s:
             self._checked_at = now
             if self._read_stamp() != self._stamp:

@@ -1,4 +1,8 @@
-"""The composition root: the one place that reads settings and picks adapters."""
+"""The composition root: the one place that reads settings and picks adapters.
+
+Adapters are imported only when the settings pick them (the SDKs weigh tens of MiB), and
+every part can be handed in instead (tests and benchmarks): `build_gateway(settings,
+agents=..., storage=..., runner=..., clock=...)`."""
 
 from __future__ import annotations
 
@@ -6,23 +10,18 @@ import logging
 import os
 import secrets
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from adapters.anthropic_api import AnthropicAgent, AnthropicSettings
-from adapters.claude_code import ClaudeCodeAgent
-from adapters.kubernetes import KubernetesExecRunner, PodLocator, load_kube_configuration
-from adapters.local_process import LocalProcessRunner
-from adapters.memory import LocalRunControl, MemoryEventHub, MemoryRunStore
-from adapters.opencode import OpenCodeAgent, OpenCodeSettings
-from adapters.redis_store import open_redis
 from domain.access import StreamTokens
+from domain.clock import SystemClock
 from domain.registry import ProviderRegistry
-from domain.runs import RunService
+from domain.runs import RunLimits, RunService, Storage
 from handlers.auth import Access, KeysFile
 from handlers.settings import ENV_PREFIX, Settings, SettingsError
-from ports.event_hub import EventHub
+from ports.clock import Clock
+from ports.code_agent import CodeAgent
 from ports.process_runner import ProcessRunner
-from ports.run_control import RunControl
 from ports.run_store import RunStore
 
 log = logging.getLogger(__name__)
@@ -36,11 +35,11 @@ class Gateway:
     access: Access
 
 
-def build_access(settings: Settings) -> Access:
+def build_access(settings: Settings, clock: Clock) -> Access:
     keys = None
     if settings.api_keys_file is not None:
         try:
-            keys = KeysFile(settings.api_keys_file)
+            keys = KeysFile(settings.api_keys_file, monotonic=clock.monotonic)
         except (OSError, ValueError) as exc:
             raise SettingsError(
                 f"{ENV_PREFIX}API_KEYS_FILE={settings.api_keys_file}: {exc}"
@@ -58,11 +57,15 @@ def agent_environment() -> dict[str, str]:
 
 def build_runner(settings: Settings) -> ProcessRunner:
     if settings.runner == "local":
+        from adapters.local_process import LocalProcessRunner
+
         return LocalProcessRunner(
             settings.workspace_root,
             interrupt_grace_s=settings.interrupt_grace_s,
             terminate_grace_s=settings.terminate_grace_s,
         )
+    from adapters.kubernetes import KubernetesExecRunner, PodLocator, load_kube_configuration
+
     try:
         configuration = load_kube_configuration(os.environ.get("KUBECONFIG"), settings.kube_context)
     except Exception as exc:  # the client raises several unrelated types for a bad config
@@ -85,17 +88,22 @@ def build_runner(settings: Settings) -> ProcessRunner:
     )
 
 
-def build_storage(settings: Settings) -> tuple[EventHub, RunStore, RunControl]:
+def build_storage(settings: Settings, clock: Clock) -> Storage:
     if settings.event_backend == "memory":
+        from adapters.memory import LocalRunControl, MemoryEventHub, MemoryRunStore
+
         hub = MemoryEventHub(
             retain_events=settings.retain_events,
             retain_bytes=settings.retain_bytes,
             max_pending=settings.subscriber_max_pending,
             retention_s=settings.stream_retention_s,
+            monotonic=clock.monotonic,
         )
-        return hub, MemoryRunStore(), LocalRunControl()
+        return Storage(hub, MemoryRunStore(), LocalRunControl())
+    from adapters.redis_store import open_redis
+
     try:
-        return open_redis(
+        hub, store, control = open_redis(
             settings.redis_url,
             settings.retain_events,
             settings.stream_retention_s,
@@ -104,29 +112,40 @@ def build_storage(settings: Settings) -> tuple[EventHub, RunStore, RunControl]:
         )
     except ValueError as exc:
         raise SettingsError(f"{ENV_PREFIX}REDIS_URL={settings.redis_url!r}: {exc}") from exc
+    return Storage(hub, store, control)
 
 
-def build_gateway(settings: Settings) -> Gateway:
-    command = shlex.split(settings.claude_command)
-    if not command:
-        raise SettingsError(f"{ENV_PREFIX}CLAUDE_COMMAND must not be empty")
-    runner = build_runner(settings)
-    hub, store, control = build_storage(settings)
-    factories = {
-        "claude-code": lambda: ClaudeCodeAgent(
-            runner, command, agent_environment(), settings.claude_permission_mode
-        ),
-        "anthropic": lambda: AnthropicAgent(
-            AnthropicSettings(
-                model=settings.anthropic_model,
-                max_tokens=settings.anthropic_max_tokens,
-                system=settings.anthropic_system,
-                max_retries=settings.anthropic_max_retries,
-                prices=settings.anthropic_prices,
-            ),
-            store,
-        ),
-        "opencode": lambda: OpenCodeAgent(
+def build_agent(
+    name: str, settings: Settings, store: RunStore, runner: ProcessRunner | None
+) -> CodeAgent:
+    """The provider `name` as the settings describe it (its adapter imported only now)."""
+    if name == "claude-code":
+        from adapters.claude_code import ClaudeCodeAgent
+
+        command = shlex.split(settings.claude_command)
+        if not command:
+            raise SettingsError(f"{ENV_PREFIX}CLAUDE_COMMAND must not be empty")
+        return ClaudeCodeAgent(
+            runner or build_runner(settings),
+            command,
+            agent_environment(),
+            settings.claude_permission_mode,
+        )
+    if name == "anthropic":
+        from adapters.anthropic_api import AnthropicAgent, AnthropicSettings
+
+        anthropic_settings = AnthropicSettings(
+            model=settings.anthropic_model,
+            max_tokens=settings.anthropic_max_tokens,
+            system=settings.anthropic_system,
+            max_retries=settings.anthropic_max_retries,
+            prices=settings.anthropic_prices,
+        )
+        return AnthropicAgent(anthropic_settings, store)
+    if name == "opencode":
+        from adapters.opencode import OpenCodeAgent, OpenCodeSettings
+
+        return OpenCodeAgent(
             OpenCodeSettings(
                 url_template=settings.opencode_url,
                 username=settings.opencode_username,
@@ -136,27 +155,41 @@ def build_gateway(settings: Settings) -> Gateway:
                 read_timeout_s=settings.opencode_read_timeout_s,
                 abort_wait_s=settings.opencode_abort_wait_s,
             )
-        ),
-    }
+        )
+    raise SettingsError(
+        f"{ENV_PREFIX}PROVIDERS: unknown provider {name!r}; known: claude-code, opencode, anthropic"
+    )
+
+
+def build_gateway(
+    settings: Settings,
+    *,
+    agents: Mapping[str, CodeAgent] | None = None,
+    storage: Storage | None = None,
+    runner: ProcessRunner | None = None,
+    clock: Clock | None = None,
+) -> Gateway:
+    """The gateway the settings describe; `agents` (in registry order), `storage`, `runner`
+    and `clock` replace what the settings would pick."""
+    clock = clock or SystemClock()
+    storage = storage or build_storage(settings, clock)
+    if agents is None:
+        agents = {
+            name: build_agent(name, settings, storage.store, runner)
+            for name in settings.provider_names()
+        }
     registry = ProviderRegistry()
-    for name in settings.provider_names():
-        if name not in factories:
-            raise SettingsError(
-                f"{ENV_PREFIX}PROVIDERS: unknown provider {name!r}; known: {', '.join(factories)}"
-            )
-        registry.register(name, factories[name]())
+    for name, agent in agents.items():
+        registry.register(name, agent)
     if not registry.names():
         raise SettingsError(f"{ENV_PREFIX}PROVIDERS: no usable provider in {settings.providers!r}")
-
-    service = RunService(
-        registry,
-        hub,
-        store,
-        control,
-        lease_ttl_s=settings.lease_ttl_s,
+    limits = RunLimits(
         max_runs=settings.max_runs,
         max_runs_per_project=settings.max_runs_per_project,
         max_subscribers=settings.max_subscribers,
         max_subscribers_per_stream=settings.max_subscribers_per_stream,
     )
-    return Gateway(settings, registry, service, build_access(settings))
+    service = RunService(
+        registry, storage, limits=limits, lease_ttl_s=settings.lease_ttl_s, clock=clock
+    )
+    return Gateway(settings, registry, service, build_access(settings, clock))

@@ -12,8 +12,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Send
 
 from domain.errors import (
+    AgentStartFailed,
+    BackendUnavailable,
     Forbidden,
     GatewayError,
+    InputNotAccepted,
     InvalidRequest,
     LimitExceeded,
     NotFound,
@@ -38,6 +41,9 @@ STATUS_BY_ERROR: list[tuple[type[GatewayError], int]] = [
     (InvalidRequest, 422),
     (NotFound, 404),
     (ProviderUnavailable, 503),
+    (AgentStartFailed, 503),
+    (BackendUnavailable, 503),
+    (InputNotAccepted, 409),
     (ShuttingDown, 503),
     (OwnerUnreachable, 503),
     (LimitExceeded, 429),

@@ -91,7 +91,25 @@ class RunRecord(BaseModel):
 
     @classmethod
     def from_domain(cls, run: Run) -> RunRecord:
-        return cls.model_validate(run, from_attributes=True)
+        outcome = run.outcome
+        return cls(
+            run_id=run.run_id,
+            project_id=run.project_id,
+            stream_id=run.stream_id,
+            provider=run.provider,
+            providers_skipped=list(run.providers_skipped),
+            status=run.status,
+            created_at=run.created_at,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            exit_code=outcome.exit_code,
+            session_id=outcome.session_id,
+            input_tokens=outcome.input_tokens,
+            output_tokens=outcome.output_tokens,
+            cost_usd=outcome.cost_usd,
+            error=run.error,
+            metadata=dict(run.metadata),
+        )
 
 
 class ProviderCapabilities(BaseModel):

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "AGENT_GATEWAY_"
@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     anthropic_prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
     providers: str = "claude-code,opencode,anthropic"
     # streams and runs
-    retain_events: int = Field(10_000, ge=1)
+    retain_events: int = Field(100_000, ge=1)
     retain_bytes: int = Field(64 * 1024 * 1024, ge=1024)  # per stream, memory backend
     subscriber_max_pending: int = Field(10_000, ge=1)
     stream_retention_s: float = Field(3600.0, ge=0)
@@ -74,6 +74,18 @@ class Settings(BaseSettings):
     head_timeout_s: float = Field(15.0, gt=0)  # to receive a request line and headers
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
+
+    @model_validator(mode="after")
+    def _cut_subscribers_can_resume(self) -> Settings:
+        # A subscriber cut for falling behind resumes from where it was: that point must
+        # still be retained, with room to spare for the time it takes to reconnect.
+        if self.retain_events < 2 * self.subscriber_max_pending:
+            raise ValueError(
+                f"{ENV_PREFIX}RETAIN_EVENTS ({self.retain_events}) must be at least twice "
+                f"{ENV_PREFIX}SUBSCRIBER_MAX_PENDING ({self.subscriber_max_pending}), so "
+                "that a subscriber cut for falling behind can resume without a gap"
+            )
+        return self
 
     def provider_names(self) -> list[str]:
         return [name.strip() for name in self.providers.split(",") if name.strip()]
@@ -97,6 +109,8 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = [
             f"{ENV_PREFIX}{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
+            if error["loc"]
+            else str(error["ctx"]["error"])  # a rule across settings names them itself
             for error in exc.errors()
         ]
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None

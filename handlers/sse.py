@@ -1,4 +1,5 @@
-"""The one module that knows the SSE wire format (sse-starlette encodes each event)."""
+"""The one module that knows the SSE wire format: events are encoded here, once each, and
+sse-starlette sends the bytes (pings, send timeouts, disconnects)."""
 
 from __future__ import annotations
 
@@ -6,30 +7,71 @@ import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+import orjson
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
 from starlette.types import Receive, Scope, Send
 
-from domain.model import SequencedEvent, event_name
+from domain.model import DoneEvent, ErrorEvent, GapEvent, OutputEvent, SequencedEvent, StreamEvent
 
 SEPARATOR = "\n"
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
+EVENT_NAMES: dict[type, bytes] = {
+    OutputEvent: b"output",
+    ErrorEvent: b"error",
+    DoneEvent: b"done",
+    GapEvent: b"gap",
+}
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # built once: cheaper
+
+def event_data(event: StreamEvent) -> dict[str, Any]:
+    """The JSON object of an event's `data:` line, as the contract spells it."""
+    if isinstance(event, OutputEvent):
+        data: dict[str, Any] = {"type": event.type, "content": event.content, **event.fields}
+        if event.raw is not None:
+            data["raw"] = event.raw
+        return data
+    if isinstance(event, ErrorEvent):
+        data = {"message": event.message}
+        if event.partial_content is not None:
+            data["partial_content"] = event.partial_content
+        return data
+    if isinstance(event, DoneEvent):
+        outcome = event.outcome
+        return {
+            "status": event.status,
+            "exit_code": outcome.exit_code,
+            "duration_ms": event.duration_ms,
+            "result": outcome.result,
+            "session_id": outcome.session_id,
+            "input_tokens": outcome.input_tokens,
+            "output_tokens": outcome.output_tokens,
+            "cost_usd": outcome.cost_usd,
+            "provider": event.provider,
+            "model": outcome.model,
+            "error": event.error,
+        }
+    return {"first_available": event.first_available}
 
 
-def _json(data: Any) -> str:
-    return _ENCODER.encode(data)
+def to_json(data: Any) -> bytes:
+    """Compact UTF-8 JSON on one line (JSON escapes newlines inside strings, so a `data:`
+    line never needs splitting). orjson refuses lone surrogates, which a provider's JSON can
+    carry (`"\\ud800"`): those take the standard library's ASCII-escaped way."""
+    try:
+        return orjson.dumps(data, default=str)
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(data, default=str, separators=(",", ":")).encode()
 
 
 def encode_event(item: SequencedEvent) -> bytes:
-    return ServerSentEvent(
-        data=_json(item.event.to_data()),
-        event=event_name(item.event),
-        id=str(item.seq),
-        sep=SEPARATOR,
-    ).encode()
+    event = item.event
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (
+        item.seq,
+        EVENT_NAMES[type(event)],
+        to_json(event_data(event)),
+    )
 
 
 class _EncodedEvents:
@@ -57,13 +99,14 @@ _encoded = _EncodedEvents(size=4096)
 
 def encode_batch(batch: Sequence[SequencedEvent]) -> bytes:
     """A batch becomes one chunk, so a backlog costs one send, not one per event."""
-    return b"".join([_encoded.get(item) for item in batch])
+    get = _encoded.get
+    return b"".join([get(item) for item in batch])
 
 
 def encode_unsequenced(event: str, data: Any) -> bytes:
     """An event outside the run's sequence (the `run` event of a streaming POST): no id,
     so it never moves a client's Last-Event-ID."""
-    return ServerSentEvent(data=_json(data), event=event, sep=SEPARATOR).encode()
+    return b"event: %s\ndata: %s\n\n" % (event.encode(), to_json(data))
 
 
 def ping() -> ServerSentEvent:

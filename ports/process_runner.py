@@ -26,7 +26,7 @@ class AgentProcess(Protocol):
 class ProcessRunner(Protocol):
     """Starts agent processes: argv only (never a shell), in the project's working directory,
     with exactly the given environment, `stdin` written to the process and then closed.
-    Raises ProviderUnavailable if the program cannot be started (not found, no pod)."""
+    Raises AgentStartFailed if the program cannot be started (not found, no pod)."""
 
     async def start(
         self, project_id: str, argv: Sequence[str], env: Mapping[str, str], stdin: bytes = b""

@@ -1,7 +1,7 @@
 """The Anthropic Messages API through the official SDK's streaming, token by token.
 
 The API keeps no conversation: the gateway keeps each session's turns in its run store and
-sends them as history. The request is sent, and its first event awaited, before `execute`
+sends them as history. The request is sent, and its first event awaited, before `start`
 returns, so that a refusal (auth, overload, connection) counts as "failed to start" and a
 fallback chain moves on."""
 
@@ -11,19 +11,21 @@ import asyncio
 import logging
 import os
 import secrets
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anthropic
 
-from domain.errors import ProviderUnavailable, SessionNotFound
+from domain.errors import AgentStartFailed, InputNotAccepted, SessionNotFound
 from domain.model import (
     AgentEvent,
+    AgentInput,
     AgentRequest,
     AgentResult,
     Capabilities,
     ErrorEvent,
+    Outcome,
     OutputEvent,
     OutputType,
     Session,
@@ -33,7 +35,6 @@ from domain.model import (
 from ports.run_store import RunStore
 
 log = logging.getLogger(__name__)
-PROVIDER = "anthropic"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +60,6 @@ class AnthropicAgent:
             base_url=settings.base_url,
             max_retries=settings.max_retries,
         )
-        self._streams: dict[str, Any] = {}
-        self._ended: dict[str, asyncio.Event] = {}
-        self._cancelling: set[str] = set()
 
     def capabilities(self) -> Capabilities:
         has_key = bool(self._settings.api_key or os.environ.get("ANTHROPIC_API_KEY"))
@@ -77,7 +75,7 @@ class AnthropicAgent:
             models=(self._settings.model,),
         )
 
-    async def execute(self, run_id: str, request: AgentRequest) -> AsyncGenerator[AgentEvent, None]:
+    async def start(self, run_id: str, request: AgentRequest) -> AnthropicRun:
         session = await self._session(request)
         messages = [{"role": str(t.role), "content": t.content} for t in session.turns]
         messages.append({"role": "user", "content": request.prompt})
@@ -94,10 +92,8 @@ class AnthropicAgent:
                 **options,
             )
         except anthropic.APIError as exc:
-            raise ProviderUnavailable(PROVIDER, _describe(exc)) from exc
-        self._streams[run_id] = stream
-        self._ended[run_id] = asyncio.Event()
-        return self._events(run_id, stream, session, request.prompt, model)
+            raise AgentStartFailed(_describe(exc)) from exc
+        return AnthropicRun(stream, session, request.prompt, model, self._store, self._cost)
 
     async def _session(self, request: AgentRequest) -> Session:
         if request.session_id is None:
@@ -107,15 +103,45 @@ class AnthropicAgent:
             raise SessionNotFound(request.project_id, request.session_id)
         return session
 
-    async def _events(
-        self, run_id: str, stream: Any, session: Session, prompt: str, model: str
-    ) -> AsyncGenerator[AgentEvent, None]:
+    def _cost(
+        self, model: str, input_tokens: int | None, output_tokens: int | None
+    ) -> float | None:
+        price = self._settings.prices.get(model)
+        if price is None or input_tokens is None or output_tokens is None:
+            return None
+        return (input_tokens * price[0] + output_tokens * price[1]) / 1_000_000
+
+
+class AnthropicRun:
+    """AgentRun of one streamed Messages API response; the turn is saved to the session
+    when it ends, however it ends."""
+
+    def __init__(
+        self,
+        stream: Any,
+        session: Session,
+        prompt: str,
+        model: str,
+        store: RunStore,
+        cost: Callable[[str, int | None, int | None], float | None],
+    ) -> None:
+        self._stream = stream
+        self._session = session
+        self._prompt = prompt
+        self._model = model
+        self._store = store
+        self._cost = cost
+        self._ended = asyncio.Event()
+        self._stopping = False
+
+    async def events(self) -> AsyncGenerator[AgentEvent, None]:
         reply: list[str] = []
         usage = {"input": None, "output": None}
+        model = self._model
         error: str | None = None
         try:
             try:
-                async for event in stream:
+                async for event in self._stream:
                     if event.type == "message_start":
                         model = event.message.model or model
                         usage["input"] = event.message.usage.input_tokens
@@ -134,47 +160,37 @@ class AnthropicAgent:
             except Exception as exc:
                 # Mid-stream the SDK lets its HTTP transport's own errors through (httpx or
                 # httpx2, by SDK version): any failure while reading is a broken stream,
-                # unless we closed it ourselves to cancel.
-                if run_id not in self._cancelling:
+                # unless we closed it ourselves to stop.
+                if not self._stopping:
                     error = _describe(exc)
                     yield ErrorEvent(error, partial_content="".join(reply))
-            text = "".join(reply)
-            yield AgentResult(
-                is_error=error is not None,
-                error=error,
-                result=text,
-                session_id=session.session_id,
+            outcome = Outcome(
+                result="".join(reply),
+                session_id=self._session.session_id,
+                model=model,
                 input_tokens=usage["input"],
                 output_tokens=usage["output"],
                 cost_usd=self._cost(model, usage["input"], usage["output"]),
-                model=model,
             )
+            yield AgentResult(outcome, is_error=error is not None, error=error)
         finally:
-            self._streams.pop(run_id, None)
-            self._cancelling.discard(run_id)
-            await stream.close()
+            await self._stream.close()
             # The turn is kept even when it broke off: the partial reply is what was said.
-            turns = (Turn(TurnRole.USER, prompt), Turn(TurnRole.ASSISTANT, "".join(reply)))
+            turns = (Turn(TurnRole.USER, self._prompt), Turn(TurnRole.ASSISTANT, "".join(reply)))
+            session = self._session
             await self._store.save_session(replace(session, turns=session.turns + turns))
-            self._ended.pop(run_id, asyncio.Event()).set()
+            self._ended.set()
 
-    def _cost(
-        self, model: str, input_tokens: int | None, output_tokens: int | None
-    ) -> float | None:
-        price = self._settings.prices.get(model)
-        if price is None or input_tokens is None or output_tokens is None:
-            return None
-        return (input_tokens * price[0] + output_tokens * price[1]) / 1_000_000
+    async def send(self, agent_input: AgentInput) -> None:
+        raise InputNotAccepted("this run takes no input: a Messages API run is one reply")
 
-    async def cancel(self, run_id: str) -> None:
-        """Closes the response stream; the run ends once its generator has seen that."""
-        stream = self._streams.get(run_id)
-        ended = self._ended.get(run_id)
-        if stream is None or ended is None:
+    async def stop(self) -> None:
+        """Closes the response stream; returns once the run has seen that."""
+        if self._ended.is_set():
             return
-        self._cancelling.add(run_id)
-        await stream.close()
-        await asyncio.wait_for(ended.wait(), 10)
+        self._stopping = True
+        await self._stream.close()
+        await asyncio.wait_for(self._ended.wait(), 10)
 
 
 def _describe(exc: BaseException) -> str:

@@ -5,8 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Mapping, Sequence
 
 from adapters.claude_code.stream_json import StreamJsonParser
+from domain.errors import InputNotAccepted
 from domain.lines import LineDecoder
-from domain.model import AgentEvent, AgentRequest, Capabilities, OutputEvent, OutputType
+from domain.model import (
+    AgentEvent,
+    AgentInput,
+    AgentRequest,
+    Capabilities,
+    OutputEvent,
+    OutputType,
+)
 from ports.process_runner import AgentProcess, ProcessRunner
 
 INSTALL_HINT = (
@@ -29,7 +37,6 @@ class ClaudeCodeAgent:
         self._command = list(command)
         self._env = dict(env)
         self._permission_mode = permission_mode
-        self._processes: dict[str, AgentProcess] = {}
 
     def build_argv(self, request: AgentRequest) -> list[str]:
         # The prompt goes on stdin, not in argv: Linux caps one argument at 128 KiB, and a
@@ -54,7 +61,7 @@ class ClaudeCodeAgent:
             token_usage=True,
         )
 
-    async def execute(self, run_id: str, request: AgentRequest) -> AsyncGenerator[AgentEvent, None]:
+    async def start(self, run_id: str, request: AgentRequest) -> ClaudeCodeRun:
         env = dict(self._env)
         if self._permission_mode == "bypassPermissions":
             # The CLI refuses this mode as root unless IS_SANDBOX is exactly "1"; choosing
@@ -63,14 +70,20 @@ class ClaudeCodeAgent:
         process = await self._runner.start(
             request.project_id, self.build_argv(request), env, request.prompt.encode()
         )
-        self._processes[run_id] = process
-        return self._events(run_id, process)
+        return ClaudeCodeRun(process)
 
-    async def _events(self, run_id: str, process: AgentProcess) -> AsyncGenerator[AgentEvent, None]:
+
+class ClaudeCodeRun:
+    """AgentRun of one CLI process: its stdout parsed as stream-json, stderr as lines."""
+
+    def __init__(self, process: AgentProcess) -> None:
+        self._process = process
+
+    async def events(self) -> AsyncGenerator[AgentEvent, None]:
         parser = StreamJsonParser()
         stderr = LineDecoder()
         try:
-            async for channel, chunk in process.output():
+            async for channel, chunk in self._process.output():
                 if channel == "stdout":
                     for event in parser.feed(chunk):
                         yield event
@@ -81,12 +94,12 @@ class ClaudeCodeAgent:
                 yield event
             for line in stderr.finish():
                 yield OutputEvent(OutputType.STDERR, line)
-            yield parser.agent_result(await process.wait())
+            yield parser.agent_result(await self._process.wait())
         finally:
-            self._processes.pop(run_id, None)
-            await process.stop()  # also kills what the agent left behind
+            await self._process.stop()  # also kills what the agent left behind
 
-    async def cancel(self, run_id: str) -> None:
-        process = self._processes.get(run_id)
-        if process is not None:
-            await process.stop()
+    async def send(self, agent_input: AgentInput) -> None:
+        raise InputNotAccepted("this run takes no input: Claude Code runs in print mode")
+
+    async def stop(self) -> None:
+        await self._process.stop()

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from domain.lines import LineDecoder
-from domain.model import AgentResult, OutputEvent, OutputType
+from domain.model import AgentResult, Outcome, OutputEvent, OutputType
 
 
 class StreamJsonParser:
@@ -22,6 +22,7 @@ class StreamJsonParser:
         self._streamed: set[tuple[str | None, str]] = set()  # (message id, block type)
         self.result: dict[str, Any] | None = None
         self.session_id: str | None = None
+        self.model: str | None = None  # as the init line reports it
 
     def feed(self, chunk: bytes) -> list[OutputEvent]:
         return [e for line in self._lines.feed(chunk) for e in self.parse_line(line)]
@@ -32,16 +33,16 @@ class StreamJsonParser:
     def agent_result(self, exit_code: int | None) -> AgentResult:
         result = self.result or {}
         usage = result.get("usage") if isinstance(result.get("usage"), dict) else {}
-        return AgentResult(
+        outcome = Outcome(
             exit_code=exit_code,
-            is_error=bool(result.get("is_error", False)),
             result=_str_or_none(result.get("result")),
             session_id=_str_or_none(result.get("session_id")) or self.session_id,
+            model=self.model,
             input_tokens=_int_or_none(usage.get("input_tokens")),
             output_tokens=_int_or_none(usage.get("output_tokens")),
             cost_usd=_float_or_none(result.get("total_cost_usd")),
-            error=_result_error(result),
         )
+        return AgentResult(outcome, bool(result.get("is_error", False)), _result_error(result))
 
     def parse_line(self, line: str) -> list[OutputEvent]:
         if not line.strip():
@@ -80,6 +81,7 @@ class StreamJsonParser:
         fields: dict[str, Any] = {"subtype": subtype}
         if subtype == "init":
             self.session_id = _str_or_none(obj.get("session_id")) or self.session_id
+            self.model = _str_or_none(obj.get("model")) or self.model
             fields.update(session_id=obj.get("session_id"), model=obj.get("model"))
             fields["tools"] = obj.get("tools", [])
         return OutputEvent(OutputType.SYSTEM, subtype, fields, raw=obj)

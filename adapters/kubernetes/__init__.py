@@ -1,3 +1,5 @@
-from adapters.kubernetes.runner import KubernetesExecRunner, PodLocator, load_kube_configuration
+from adapters.kubernetes.config import load_kube_configuration
+from adapters.kubernetes.pods import PodLocator
+from adapters.kubernetes.runner import KubernetesExecRunner
 
 __all__ = ["KubernetesExecRunner", "PodLocator", "load_kube_configuration"]

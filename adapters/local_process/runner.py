@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 
-from domain.errors import ProviderUnavailable
+from domain.errors import AgentStartFailed
 from ports.process_runner import Channel
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class LocalProcessRunner:
                 start_new_session=True,  # its own process group, signalled as one
             )
         except OSError as exc:
-            raise ProviderUnavailable(argv[0], f"cannot start {argv[0]!r}: {exc}") from exc
+            raise AgentStartFailed(f"cannot start {argv[0]!r}: {exc}") from exc
         process = LocalProcess(
             popen,
             tag,
@@ -250,16 +250,15 @@ class TaggedProcessReaper:
 
     def __init__(self) -> None:
         self._waiting: dict[str, asyncio.Future[None]] = {}
-        self._sweeping = False
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def kill(self, tag: str) -> None:
         future = self._waiting.get(tag)
         if future is None:
             future = asyncio.get_running_loop().create_future()
             self._waiting[tag] = future
-        if not self._sweeping:
-            self._sweeping = True
-            asyncio.get_running_loop().create_task(self._sweep())
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         await asyncio.shield(future)
 
     async def _sweep(self) -> None:
@@ -275,7 +274,7 @@ class TaggedProcessReaper:
                     for future in batch.values():
                         future.set_result(None)
         finally:
-            self._sweeping = False
+            self._sweeper = None
 
 
 def _kill_tagged(tags: set[str]) -> int:

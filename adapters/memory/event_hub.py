@@ -2,41 +2,59 @@
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import time
-import weakref
 from collections import deque
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 
-from domain.errors import StreamNotFound
-from domain.mailbox import Mailbox
+from domain.errors import StreamNotFound, SubscriberTooSlow
 from domain.model import GapEvent, SequencedEvent, StreamEvent, approximate_size
+
+MAX_BATCH = 1000  # events handed to a subscriber at once: bounds one chunk's size
 
 
 @dataclass(eq=False, slots=True)
 class _Stream:
-    events: deque[SequencedEvent] = field(default_factory=deque)
-    sizes: deque[int] = field(default_factory=deque)  # approximate_size of each event
-    retained_bytes: int = 0
+    """The retained log: events[i].seq == first_seq + i; ends[i] is the number of bytes
+    published up to and including events[i] (approximate_size), so a byte budget and a
+    reader's unread bytes are one subtraction each."""
+
+    events: list[SequencedEvent] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+    first_seq: int = 1
     next_seq: int = 1
-    subscribers: set[Mailbox] = field(default_factory=set)
+    published_bytes: int = 0
+    trimmed_bytes: int = 0  # published before first_seq
     closed_at: float | None = None
+    wakeup: asyncio.Future[None] | None = None  # resolved by the next publish or close
+    readers: int = 0  # subscriptions being iterated
+
+    def bytes_before(self, seq: int) -> int:
+        """Bytes published before `seq` (a retained seq, or next_seq)."""
+        index = seq - self.first_seq
+        return self.trimmed_bytes if index <= 0 else self.ends[index - 1]
 
 
 class MemoryEventHub:
     """EventHub in process memory.
 
-    Each stream retains its last `retain_events` events, fewer if they hold more than
-    `retain_bytes` (the last one is always kept); a subscriber's undelivered backlog is
-    bounded by `max_pending` and a subscriber past it is dropped (SubscriberTooSlow) instead of
-    blocking the publisher. Closed streams are evicted `retention_s` after they closed.
+    Subscribers read the one retained log of their stream by cursor: publishing appends
+    once and wakes them, whatever their number, and nobody holds a private copy. A stream
+    retains at least its last `retain_events` events, fewer if they hold more than
+    `retain_bytes` (the last one is always kept). A subscriber is too slow, and dropped
+    (SubscriberTooSlow), once more than `max_pending` events, or more than half the byte
+    budget, published since it subscribed wait unread: with retention well above that (the
+    settings insist on twice), a dropped subscriber resumes with Last-Event-ID and loses
+    nothing. Closed streams are evicted `retention_s` after they closed.
 
     Every method runs on the event loop and none awaits between reading and changing a
     stream, so subscribe-and-replay is atomic with respect to publish."""
 
     def __init__(
         self,
-        retain_events: int = 10_000,
+        retain_events: int = 100_000,
         retain_bytes: int = 64 * 1024 * 1024,
         max_pending: int = 10_000,
         retention_s: float = 3600.0,
@@ -45,6 +63,7 @@ class MemoryEventHub:
         self._retain_events = retain_events
         self._retain_bytes = retain_bytes
         self._max_pending = max_pending
+        self._max_pending_bytes = retain_bytes // 2
         self._retention_s = retention_s
         self._monotonic = monotonic
         self._streams: dict[str, _Stream] = {}
@@ -59,14 +78,16 @@ class MemoryEventHub:
         return stream_id in self._streams
 
     async def publish(self, stream_id: str, event: StreamEvent) -> int:
-        stream = self._get(stream_id)
+        stream = self._streams.get(stream_id) or self._get(stream_id)  # hot: skip eviction
         if stream.closed_at is not None:
             raise ValueError(f"stream {stream_id} is closed")
         sequenced = SequencedEvent(stream.next_seq, event)
         stream.next_seq += 1
-        self._retain(stream, sequenced)
-        for mailbox in stream.subscribers:
-            mailbox.offer((sequenced,))
+        stream.published_bytes += approximate_size(event)
+        stream.events.append(sequenced)
+        stream.ends.append(stream.published_bytes)
+        self._trim(stream)
+        self._wake(stream)
         return sequenced.seq
 
     async def close(self, stream_id: str) -> None:
@@ -74,57 +95,79 @@ class MemoryEventHub:
         if stream.closed_at is None:
             stream.closed_at = self._monotonic()
             self._closed_order.append((stream.closed_at, stream_id))
-            for mailbox in stream.subscribers:
-                mailbox.end()
+            self._wake(stream)
 
     def subscribe(
         self, stream_id: str, after_seq: int = 0
     ) -> AsyncGenerator[list[SequencedEvent], None]:
         stream = self._get(stream_id)
-        # Snapshot the backlog and register in the same step: nothing published in between.
-        backlog = self._backlog(stream, after_seq)
-        mailbox = Mailbox(self._max_pending)
-        if stream.closed_at is None:
-            stream.subscribers.add(mailbox)
-        else:
-            mailbox.end()
-        delivery = self._deliver(stream, mailbox, backlog)
-        # A generator dropped before it started runs no `finally`: unregister it then too.
-        weakref.finalize(delivery, stream.subscribers.discard, mailbox)
-        return delivery
+        # What is published from here on is live for this subscriber; the rest is replay,
+        # which it may read at its own pace.
+        return self._deliver(stream, after_seq + 1, live_from=stream.next_seq)
 
     async def _deliver(
-        self, stream: _Stream, mailbox: Mailbox, backlog: list[SequencedEvent]
+        self, stream: _Stream, cursor: int, live_from: int
     ) -> AsyncGenerator[list[SequencedEvent], None]:
+        stream.readers += 1
         try:
-            if backlog:
-                yield backlog
-            while (batch := await mailbox.take()) is not None:
-                yield batch
+            lead: list[SequencedEvent] = []
+            if cursor < stream.first_seq and stream.events:
+                # Asked for events no longer retained: say so, with an id that resumes right.
+                first = stream.first_seq
+                lead = [SequencedEvent(first - 1, GapEvent(first_available=first))]
+                cursor = first
+            while True:
+                if cursor < stream.next_seq:
+                    self._check_pace(stream, max(cursor, live_from))
+                    start = cursor - stream.first_seq
+                    batch = stream.events[start : start + MAX_BATCH]
+                    cursor = batch[-1].seq + 1
+                    if lead:
+                        batch, lead = lead + batch, []
+                    yield batch
+                elif stream.closed_at is not None:
+                    return
+                else:
+                    if stream.wakeup is None:
+                        stream.wakeup = asyncio.get_running_loop().create_future()
+                    await asyncio.shield(stream.wakeup)  # shared: one reader's cancel is its own
         finally:
-            stream.subscribers.discard(mailbox)
+            stream.readers -= 1
 
-    def _retain(self, stream: _Stream, sequenced: SequencedEvent) -> None:
-        size = approximate_size(sequenced.event)
-        stream.events.append(sequenced)
-        stream.sizes.append(size)
-        stream.retained_bytes += size
-        while len(stream.events) > 1 and (
-            len(stream.events) > self._retain_events or stream.retained_bytes > self._retain_bytes
-        ):
-            stream.events.popleft()
-            stream.retained_bytes -= stream.sizes.popleft()
+    def _check_pace(self, stream: _Stream, unread_from: int) -> None:
+        """Raises SubscriberTooSlow if the live events it has not read are too many (or
+        were trimmed away already)."""
+        if unread_from < stream.first_seq:
+            raise SubscriberTooSlow()
+        pending = stream.next_seq - unread_from
+        if pending > self._max_pending:
+            raise SubscriberTooSlow()
+        if stream.published_bytes - stream.bytes_before(unread_from) > self._max_pending_bytes:
+            raise SubscriberTooSlow()
 
-    def _backlog(self, stream: _Stream, after_seq: int) -> list[SequencedEvent]:
-        if not stream.events:
-            return []
-        first = stream.events[0].seq
-        if after_seq + 1 >= first:
-            start = after_seq + 1 - first
-            return [stream.events[i] for i in range(start, len(stream.events))]
-        # Asked for events no longer retained: say so, with an id that resumes correctly.
-        gap = SequencedEvent(first - 1, GapEvent(first_available=first))
-        return [gap, *stream.events]
+    def _trim(self, stream: _Stream) -> None:
+        """Drops the oldest events past the budgets, a slice at a time (a 16th of slack),
+        so that trimming costs O(1) per publish on average; the newest event always stays."""
+        events = stream.events
+        drop = 0
+        if len(events) > self._retain_events + max(self._retain_events // 16, 1):
+            drop = len(events) - self._retain_events
+        if stream.published_bytes - stream.trimmed_bytes > self._retain_bytes:
+            # the first index whose following events fit in 15/16 of the budget
+            keep_from = stream.published_bytes - self._retain_bytes * 15 // 16
+            drop = max(drop, bisect.bisect_left(stream.ends, keep_from) + 1)
+        drop = min(drop, len(events) - 1)
+        if drop > 0:
+            stream.trimmed_bytes = stream.ends[drop - 1]
+            del events[:drop]
+            del stream.ends[:drop]
+            stream.first_seq += drop
+
+    @staticmethod
+    def _wake(stream: _Stream) -> None:
+        if stream.wakeup is not None:
+            stream.wakeup.set_result(None)
+            stream.wakeup = None
 
     def _get(self, stream_id: str) -> _Stream:
         self._evict_expired()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -21,19 +22,20 @@ from typing import Any
 import httpx
 from httpx_sse import EventSource, aconnect_sse
 
-from domain.errors import ProviderUnavailable
+from domain.errors import AgentStartFailed, InputNotAccepted
 from domain.model import (
     AgentEvent,
+    AgentInput,
     AgentRequest,
     AgentResult,
     Capabilities,
     ErrorEvent,
+    Outcome,
     OutputEvent,
     OutputType,
 )
 
 log = logging.getLogger(__name__)
-PROVIDER = "opencode"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,24 +71,28 @@ class OpenCodeAgent:
 
     def __init__(self, settings: OpenCodeSettings) -> None:
         self._settings = settings
-        self._sessions: dict[str, tuple[httpx.AsyncClient, str]] = {}
-        self._idle: dict[str, asyncio.Event] = {}
         self._lock = threading.Lock()
-        self._state = self._caps(True, "not probed yet", ())
+        self._state = self._caps(False, "not probed yet", ())
         self._probed_at = -1e9
         self._probing = False
+        if "{project}" not in settings.url_template:
+            # Available only once a probe says so: the first one now (at build time, before
+            # the server takes requests; refused at once when nothing listens).
+            self._probe(settings.url_template)
 
     # --- capabilities ------------------------------------------------------------------------
 
     def capabilities(self) -> Capabilities:
-        """The last known state: never blocks. A stale state (over 10 s) is refreshed by a
-        probe in a background thread; runs update it too. A per-project URL template cannot
-        be probed without a project and is reported available."""
+        """The last known state: never blocks. A stale state (over 10 s, or 2 s while the
+        server is unavailable) is refreshed by a probe in a background thread; runs update
+        it too. A per-project URL template cannot be probed without a project and is
+        reported available."""
         template = self._settings.url_template
         if "{project}" in template:
             return self._caps(True, f"servers at {template}", ())
         with self._lock:
-            stale = time.monotonic() - self._probed_at > 10
+            max_age = 10 if self._state.available else 2
+            stale = time.monotonic() - self._probed_at > max_age
             if stale and not self._probing:
                 self._probing = True
                 threading.Thread(target=self._probe, args=(template,), daemon=True).start()
@@ -94,7 +100,8 @@ class OpenCodeAgent:
 
     def _probe(self, url: str) -> None:
         try:
-            with httpx.Client(base_url=url, auth=self._auth(), timeout=5) as client:
+            timeout = self._settings.connect_timeout_s
+            with httpx.Client(base_url=url, auth=self._auth(), timeout=timeout) as client:
                 health = client.get("/global/health").raise_for_status().json()
                 providers = client.get("/config/providers").raise_for_status().json()
             models = tuple(
@@ -130,9 +137,9 @@ class OpenCodeAgent:
             return None
         return httpx.BasicAuth(self._settings.username, self._settings.password)
 
-    # --- execute ------------------------------------------------------------------------------
+    # --- start --------------------------------------------------------------------------------
 
-    async def execute(self, run_id: str, request: AgentRequest) -> AsyncGenerator[AgentEvent, None]:
+    async def start(self, run_id: str, request: AgentRequest) -> OpenCodeRun:
         settings = self._settings
         base_url = settings.url_template.format(project=request.project_id)
         timeout = httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s)
@@ -150,21 +157,20 @@ class OpenCodeAgent:
                 body["model"] = {"providerID": provider_id, "modelID": model_id}
             response = await client.post(f"/session/{session_id}/prompt_async", json=body)
             response.raise_for_status()
-        except (httpx.HTTPError, KeyError, ValueError) as exc:
+        except (httpx.HTTPError, KeyError, ValueError, AgentStartFailed) as exc:
             await stream.aclose()
             await client.aclose()
+            detail = exc.detail if isinstance(exc, AgentStartFailed) else f"{exc}"
             if "{project}" not in settings.url_template:
-                self._note(False, f"OpenCode at {base_url}: {exc}")
-            raise ProviderUnavailable(PROVIDER, f"OpenCode at {base_url}: {exc}") from exc
-        self._sessions[run_id] = (client, session_id)
-        self._idle[run_id] = asyncio.Event()
-        return self._events(run_id, client, stream, source, _Translation(session_id))
+                self._note(False, f"OpenCode at {base_url}: {detail}")
+            raise AgentStartFailed(f"OpenCode at {base_url}: {detail}") from exc
+        return OpenCodeRun(run_id, client, stream, source, session_id, settings.abort_wait_s)
 
     async def _session(self, client: httpx.AsyncClient, run_id: str, request: AgentRequest) -> str:
         if request.session_id:
             response = await client.get(f"/session/{request.session_id}")
             if response.status_code == 404:
-                raise ProviderUnavailable(PROVIDER, f"no session {request.session_id!r}")
+                raise AgentStartFailed(f"no session {request.session_id!r}")
             response.raise_for_status()
             return request.session_id
         # A title of our own: without one OpenCode asks the model for a title first.
@@ -172,58 +178,89 @@ class OpenCodeAgent:
         response.raise_for_status()
         return str(response.json()["id"])
 
-    async def _events(
+
+class OpenCodeRun:
+    """AgentRun of one prompt in an OpenCode session. httpx and JSON errors are translated
+    here: a lost event stream is reconnected once, then an ErrorEvent; an event that is not
+    JSON is `unparsed` output."""
+
+    def __init__(
         self,
         run_id: str,
         client: httpx.AsyncClient,
         stream: contextlib.AsyncExitStack,
         source: EventSource,
-        seen: _Translation,
-    ) -> AsyncGenerator[AgentEvent, None]:
+        session_id: str,
+        abort_wait_s: float,
+    ) -> None:
+        self._run_id = run_id
+        self._client = client
+        self._stream = stream
+        self._source = source
+        self._seen = _Translation(session_id)
+        self._abort_wait_s = abort_wait_s
+        self._ended = asyncio.Event()
+
+    async def events(self) -> AsyncGenerator[AgentEvent, None]:
+        client, stream, source, seen = self._client, self._stream, self._source, self._seen
         reconnected = False
         try:
             while not seen.idle:
                 try:
                     async for sse in source.aiter_sse():
-                        for event in self._translate(sse.json(), seen):
+                        for event in self._translate_sse(sse.data, seen):
                             yield event
                         if seen.idle:
                             break
                     else:
                         raise httpx.RemoteProtocolError("the server ended the event stream")
-                except (httpx.TransportError, httpx.RemoteProtocolError) as exc:
+                except httpx.HTTPError as exc:
                     if reconnected:
                         yield ErrorEvent(f"OpenCode event stream lost twice: {exc}")
                         seen.error = seen.error or "OpenCode event stream lost"
                         break
                     reconnected = True
-                    log.warning(
-                        "run %s: OpenCode event stream dropped (%s); reconnecting", run_id, exc
-                    )
-                    await stream.aclose()
-                    source = await stream.enter_async_context(aconnect_sse(client, "GET", "/event"))
-                    if await self._session_idle(client, seen.session_id):
-                        break  # it finished while we were away
-            yield AgentResult(
-                is_error=seen.error is not None,
+                    log.warning("OpenCode event stream dropped (%s); reconnecting", exc)
+                    try:
+                        await stream.aclose()
+                        source = await stream.enter_async_context(
+                            aconnect_sse(client, "GET", "/event")
+                        )
+                        if await self._session_idle(seen.session_id):
+                            break  # it finished while we were away
+                    except (httpx.HTTPError, ValueError) as again:
+                        yield ErrorEvent(f"OpenCode event stream lost: {again}")
+                        seen.error = seen.error or "OpenCode event stream lost"
+                        break
+            outcome = Outcome(
                 result=seen.last_text,
                 session_id=seen.session_id,
                 input_tokens=seen.input_tokens,
                 output_tokens=seen.output_tokens,
                 cost_usd=seen.cost_usd,
-                error=seen.error,
             )
+            yield AgentResult(outcome, is_error=seen.error is not None, error=seen.error)
         finally:
-            self._sessions.pop(run_id, None)
-            self._idle.pop(run_id, asyncio.Event()).set()
+            self._ended.set()
             await stream.aclose()
             await client.aclose()
 
-    @staticmethod
-    async def _session_idle(client: httpx.AsyncClient, session_id: str) -> bool:
-        statuses = (await client.get("/session/status")).json()
+    async def _session_idle(self, session_id: str) -> bool:
+        statuses = (await self._client.get("/session/status")).json()
         status = statuses.get(session_id) if isinstance(statuses, dict) else None
         return status is None or status.get("type") == "idle"
+
+    def _translate_sse(self, data: str, seen: _Translation) -> list[AgentEvent]:
+        try:
+            event = json.loads(data)
+        except ValueError:
+            return [OutputEvent(OutputType.UNPARSED, data)]
+        if not isinstance(event, dict):
+            return [OutputEvent(OutputType.UNPARSED, data)]
+        try:
+            return self._translate(event, seen)
+        except (TypeError, AttributeError, KeyError, ValueError):  # of an unexpected shape
+            return [OutputEvent(OutputType.UNPARSED, data)]
 
     def _translate(self, event: dict[str, Any], seen: _Translation) -> list[AgentEvent]:
         kind = event.get("type")
@@ -307,26 +344,20 @@ class OpenCodeAgent:
             seen.tool_states[part_id] = "done"
         return events
 
-    # --- cancel -------------------------------------------------------------------------------
+    async def send(self, agent_input: AgentInput) -> None:
+        raise InputNotAccepted("this run takes no input: an OpenCode run is one prompt")
 
-    async def cancel(self, run_id: str) -> None:
+    async def stop(self) -> None:
         """Aborts the session, then waits (bounded) until the run has seen it go idle."""
-        entry = self._sessions.get(run_id)
-        idle = self._idle.get(run_id)
-        if entry is None or idle is None:
+        if self._ended.is_set():
             return
-        client, session_id = entry
         try:
-            await client.post(f"/session/{session_id}/abort")
+            await self._client.post(f"/session/{self._seen.session_id}/abort")
         except httpx.HTTPError as exc:
-            log.warning("run %s: OpenCode abort failed: %s", run_id, exc)
+            log.warning("OpenCode abort failed: %s", exc)
         try:
-            await asyncio.wait_for(idle.wait(), self._settings.abort_wait_s)
+            await asyncio.wait_for(self._ended.wait(), self._abort_wait_s)
         except TimeoutError:
-            log.warning(
-                "run %s: OpenCode session not idle %.0fs after abort; closing",
-                run_id,
-                self._settings.abort_wait_s,
-            )
-            await client.aclose()  # ends the event stream, so the run ends
-            await asyncio.wait_for(idle.wait(), 5)
+            log.warning("OpenCode session not idle %.0fs after abort; closing", self._abort_wait_s)
+            await self._client.aclose()  # ends the event stream, so the run ends
+            await asyncio.wait_for(self._ended.wait(), 5)

@@ -1,4 +1,6 @@
-"""Domain objects to JSON and back, as they are kept in Redis."""
+"""Domain objects to JSON and back, as they are kept in Redis: a storage schema of its own,
+not the wire format, so either can change without the other. Short keys: a stream holds
+many thousands of these."""
 
 from __future__ import annotations
 
@@ -7,10 +9,13 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from domain.model import (
     DoneEvent,
     ErrorEvent,
     GapEvent,
+    Outcome,
     OutputEvent,
     OutputType,
     Run,
@@ -19,59 +24,85 @@ from domain.model import (
     StreamEvent,
     Turn,
     TurnRole,
-    event_name,
 )
 
 
-def encode_event(event: StreamEvent) -> str:
-    data = event.to_data()
-    if isinstance(event, OutputEvent):  # keep fields apart from the wire's flat shape
+def _dumps(data: Any) -> bytes:
+    try:
+        return orjson.dumps(data)
+    except (TypeError, orjson.JSONEncodeError):  # lone surrogates, huge integers
+        return json.dumps(data, separators=(",", ":")).encode()
+
+
+def _loads(text: str | bytes) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # what _dumps wrote the standard library's way
+        return json.loads(text)
+
+
+def encode_event(event: StreamEvent) -> bytes:
+    if isinstance(event, OutputEvent):
+        data: dict[str, Any] = {"k": "o", "t": event.type, "c": event.content}
+        if event.fields:
+            data["f"] = dict(event.fields)
+        if event.raw is not None:
+            data["r"] = event.raw
+    elif isinstance(event, ErrorEvent):
+        data = {"k": "e", "m": event.message, "p": event.partial_content}
+    elif isinstance(event, DoneEvent):
         data = {
-            "type": str(event.type),
-            "content": event.content,
-            "fields": dict(event.fields),
-            "raw": event.raw,
+            "k": "d",
+            "s": event.status,
+            "o": asdict(event.outcome),
+            "ms": event.duration_ms,
+            "pv": event.provider,
+            "er": event.error,
         }
-    return json.dumps({"kind": event_name(event), "data": data}, separators=(",", ":"))
+    else:
+        data = {"k": "g", "f": event.first_available}
+    return _dumps(data)
 
 
 def decode_event(text: str | bytes) -> StreamEvent:
-    envelope = json.loads(text)
-    kind, data = envelope["kind"], envelope["data"]
-    if kind == "output":
-        return OutputEvent(OutputType(data["type"]), data["content"], data["fields"], data["raw"])
-    if kind == "error":
-        return ErrorEvent(data["message"], data.get("partial_content"))
-    if kind == "gap":
-        return GapEvent(data["first_available"])
-    return DoneEvent(**{**data, "status": RunStatus(data["status"])})
+    data = _loads(text)
+    kind = data["k"]
+    if kind == "o":
+        return OutputEvent(OutputType(data["t"]), data["c"], data.get("f", {}), data.get("r"))
+    if kind == "e":
+        return ErrorEvent(data["m"], data["p"])
+    if kind == "d":
+        status = RunStatus(data["s"])
+        return DoneEvent(status, Outcome(**data["o"]), data["ms"], data["pv"], data["er"])
+    return GapEvent(data["f"])
 
 
-def encode_run(run: Run) -> str:
+def encode_run(run: Run) -> bytes:
     data = asdict(run)
     for name in ("created_at", "started_at", "finished_at"):
         data[name] = data[name].isoformat() if data[name] else None
     data["metadata"] = dict(run.metadata)
-    return json.dumps(data, separators=(",", ":"))
+    return _dumps(data)
 
 
 def decode_run(text: str | bytes) -> Run:
-    data: dict[str, Any] = json.loads(text)
+    data: dict[str, Any] = _loads(text)
     for name in ("created_at", "started_at", "finished_at"):
         data[name] = datetime.fromisoformat(data[name]) if data[name] else None
     data["status"] = RunStatus(data["status"])
     data["providers_skipped"] = tuple(data["providers_skipped"])
+    data["outcome"] = Outcome(**data["outcome"])
     return Run(**data)
 
 
-def encode_session(session: Session) -> str:
-    turns = [{"role": str(t.role), "content": t.content} for t in session.turns]
-    return json.dumps(
+def encode_session(session: Session) -> bytes:
+    turns = [{"role": t.role, "content": t.content} for t in session.turns]
+    return _dumps(
         {"session_id": session.session_id, "project_id": session.project_id, "turns": turns}
     )
 
 
 def decode_session(text: str | bytes) -> Session:
-    data = json.loads(text)
+    data = _loads(text)
     turns = tuple(Turn(TurnRole(t["role"]), t["content"]) for t in data["turns"])
     return Session(data["session_id"], data["project_id"], turns)

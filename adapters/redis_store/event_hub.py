@@ -13,12 +13,15 @@ from typing import Any
 import redis.asyncio as redis
 
 from adapters.redis_store.codec import decode_event, encode_event
+from adapters.redis_store.errors import redis_errors, translated
 from domain.errors import StreamNotFound
 from domain.mailbox import Mailbox
 from domain.model import GapEvent, SequencedEvent, StreamEvent
 
-# KEYS: stream, counter. ARGV: payload, maxlen. Atomic: the next seq and its entry.
+# KEYS: stream, counter, closed flag. ARGV: payload, maxlen. Atomic, one round trip: the
+# next seq and its entry, or 0 if the stream is unknown or closed.
 PUBLISH = """
+if redis.call('EXISTS', KEYS[2]) == 0 or redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
 local seq = redis.call('INCR', KEYS[2])
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'e', ARGV[1])
 return seq
@@ -66,22 +69,25 @@ class RedisEventHub:
         base = f"{self._prefix}:stream:{{{stream_id}}}"  # one hash slot per stream
         return base, f"{base}:seq", f"{base}:closed"
 
+    @translated
     async def create(self, stream_id: str) -> None:
         _, counter, _ = self._keys(stream_id)
         await self._redis.set(counter, 0, nx=True, ex=self._open_ttl_s)
 
+    @translated
     async def exists(self, stream_id: str) -> bool:
         return bool(await self._redis.exists(self._keys(stream_id)[1]))
 
+    @translated
     async def publish(self, stream_id: str, event: StreamEvent) -> int:
-        stream, counter, closed = self._keys(stream_id)
-        if not await self._redis.exists(counter) or await self._redis.exists(closed):
-            raise StreamNotFound("-", stream_id)
         seq = await self._publish(
-            keys=[stream, counter], args=[encode_event(event), self._retain_events]
+            keys=list(self._keys(stream_id)), args=[encode_event(event), self._retain_events]
         )
+        if not seq:
+            raise StreamNotFound("-", stream_id)
         return int(seq)
 
+    @translated
     async def close(self, stream_id: str) -> None:
         await self._close(keys=list(self._keys(stream_id)), args=[self._retention_s])
 
@@ -93,42 +99,43 @@ class RedisEventHub:
     async def _subscription(
         self, stream_id: str, after_seq: int
     ) -> AsyncGenerator[list[SequencedEvent], None]:
-        stream, counter, closed_flag = self._keys(stream_id)
-        if not await self._redis.exists(counter):
-            raise StreamNotFound("-", stream_id)
-        if await self._redis.exists(closed_flag):  # finished: a replay is all there is
-            async for page in self._replay(stream, after_seq):
-                yield page
-            return
-        # Join the shared live reader first, then replay from Redis: live events that the
-        # replay also returned are dropped by seq, and what lies between the replay and the
-        # reader's position is read on its own, so nothing is lost or repeated.
-        reader = self._readers.get(stream_id)
-        if reader is None:
-            reader = self._readers[stream_id] = _SharedReader(self, stream_id)
-        mailbox = reader.join()
-        try:
-            last = after_seq
-            async for page in self._replay(stream, after_seq):
-                yield page
-                last = page[-1].seq
-            while (batch := await mailbox.take()) is not None:
-                fresh = [e for e in batch if e.seq > last]
-                if fresh and fresh[0].seq > last + 1:  # the reader is ahead of us
-                    async for page in self._replay(stream, last, fresh[0].seq - 1):
-                        yield page
-                if fresh:
-                    yield fresh
-                    last = fresh[-1].seq
-            # The reader may have started after our replay, past events we lack.
-            async for page in self._replay(stream, last):
-                yield page
-        finally:
-            reader.leave(mailbox)
-            if not reader.subscribers:
-                reader.stop()
-                if self._readers.get(stream_id) is reader:
-                    del self._readers[stream_id]
+        with redis_errors():
+            stream, counter, closed_flag = self._keys(stream_id)
+            if not await self._redis.exists(counter):
+                raise StreamNotFound("-", stream_id)
+            if await self._redis.exists(closed_flag):  # finished: a replay is all there is
+                async for page in self._replay(stream, after_seq):
+                    yield page
+                return
+            # Join the shared live reader first, then replay from Redis: live events that the
+            # replay also returned are dropped by seq, and what lies between the replay and the
+            # reader's position is read on its own, so nothing is lost or repeated.
+            reader = self._readers.get(stream_id)
+            if reader is None:
+                reader = self._readers[stream_id] = _SharedReader(self, stream_id)
+            mailbox = reader.join()
+            try:
+                last = after_seq
+                async for page in self._replay(stream, after_seq):
+                    yield page
+                    last = page[-1].seq
+                while (batch := await mailbox.take()) is not None:
+                    fresh = [e for e in batch if e.seq > last]
+                    if fresh and fresh[0].seq > last + 1:  # the reader is ahead of us
+                        async for page in self._replay(stream, last, fresh[0].seq - 1):
+                            yield page
+                    if fresh:
+                        yield fresh
+                        last = fresh[-1].seq
+                # The reader may have started after our replay, past events we lack.
+                async for page in self._replay(stream, last):
+                    yield page
+            finally:
+                reader.leave(mailbox)
+                if not reader.subscribers:
+                    reader.stop()
+                    if self._readers.get(stream_id) is reader:
+                        del self._readers[stream_id]
 
     async def _replay(
         self, stream: str, after_seq: int, up_to: int | None = None

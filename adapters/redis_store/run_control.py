@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from adapters.redis_store.errors import translated
+
 log = logging.getLogger(__name__)
 
 
@@ -22,6 +24,7 @@ class RedisRunControl:
         self._channel = f"{prefix}:control"
         self._running = f"{prefix}:running"  # the set of claimed runs
 
+    @translated
     async def request_cancel(self, run_id: str) -> None:
         await self._redis.publish(self._channel, f"cancel {run_id}")
 
@@ -43,12 +46,14 @@ class RedisRunControl:
     def _lease(self, run_id: str) -> str:
         return f"{self._prefix}:lease:{run_id}"
 
+    @translated
     async def claim(self, run_id: str, ttl_s: float) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.sadd(self._running, run_id)
             pipe.set(self._lease(run_id), "1", px=int(ttl_s * 1000))
             await pipe.execute()
 
+    @translated
     async def renew(self, run_ids: list[str], ttl_s: float) -> None:
         if run_ids:
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -56,12 +61,14 @@ class RedisRunControl:
                     pipe.set(self._lease(run_id), "1", px=int(ttl_s * 1000))
                 await pipe.execute()
 
+    @translated
     async def release(self, run_id: str) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.srem(self._running, run_id)
             pipe.delete(self._lease(run_id))
             await pipe.execute()
 
+    @translated
     async def take_orphans(self) -> list[str]:
         claimed = [m.decode() for m in await self._redis.smembers(self._running)]
         if not claimed:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import redis.asyncio as redis
 
 from adapters.redis_store.codec import decode_run, decode_session, encode_run, encode_session
+from adapters.redis_store.errors import translated
 from domain.model import Run, Session
 
 
@@ -24,6 +25,7 @@ class RedisRunStore:
         self._max_runs = max_runs_per_project
         self._prefix = prefix
 
+    @translated
     async def save(self, run: Run) -> None:
         p = self._prefix
         index = f"{p}:project:{run.project_id}:runs"
@@ -35,14 +37,17 @@ class RedisRunStore:
             pipe.expire(index, self._ttl)
             await pipe.execute()
 
+    @translated
     async def get(self, run_id: str) -> Run | None:
         text = await self._redis.get(f"{self._prefix}:run:{run_id}")
         return decode_run(text) if text else None
 
+    @translated
     async def find_by_stream(self, stream_id: str) -> Run | None:
         run_id = await self._redis.get(f"{self._prefix}:stream-run:{stream_id}")
         return await self.get(run_id.decode()) if run_id else None
 
+    @translated
     async def list_for_project(self, project_id: str, limit: int = 100) -> list[Run]:
         index = f"{self._prefix}:project:{project_id}:runs"
         run_ids = await self._redis.zrevrange(index, 0, limit - 1)
@@ -51,10 +56,12 @@ class RedisRunStore:
         texts = await self._redis.mget([f"{self._prefix}:run:{r.decode()}" for r in run_ids])
         return [decode_run(text) for text in texts if text]
 
+    @translated
     async def save_session(self, session: Session) -> None:
         key = f"{self._prefix}:session:{session.session_id}"
         await self._redis.set(key, encode_session(session), ex=self._ttl)
 
+    @translated
     async def get_session(self, session_id: str) -> Session | None:
         text = await self._redis.get(f"{self._prefix}:session:{session_id}")
         return decode_session(text) if text else None

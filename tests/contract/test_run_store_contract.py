@@ -11,7 +11,7 @@ import redis.asyncio as redis
 
 from adapters.memory import MemoryRunStore
 from adapters.redis_store import RedisRunStore
-from domain.model import Run, RunStatus, Session, Turn, TurnRole
+from domain.model import Outcome, Run, RunStatus, Session, Turn, TurnRole
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -45,7 +45,8 @@ async def test_save_get_and_replace(store):
     run = make_run(1)
     await store.save(run)
     assert await store.get("run1") == run
-    done = replace(run, status=RunStatus.SUCCEEDED, finished_at=T0, exit_code=0, cost_usd=0.5)
+    outcome = Outcome(exit_code=0, result="ok", session_id="s", model="m", cost_usd=0.5)
+    done = replace(run, status=RunStatus.SUCCEEDED, finished_at=T0, outcome=outcome)
     await store.save(done)
     assert await store.get("run1") == done
     assert await store.find_by_stream("stream1") == done

@@ -65,6 +65,8 @@ def test_streamed_text_and_usage(gateway):
     assert done["input_tokens"] == INPUT_TOKENS and done["output_tokens"] == 5
     assert done["session_id"] and done["result"] == texts(events)
     assert done["cost_usd"] is not None
+    init = next(d for _, _, d in events if d.get("subtype") == "init")
+    assert done["model"] and done["model"] == init["model"]  # as the CLI reported it
 
 
 def test_tool_call_round_trip(gateway):

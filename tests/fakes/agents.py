@@ -5,22 +5,26 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 
-from domain.errors import ProviderUnavailable
+from domain.errors import AgentStartFailed, InputNotAccepted
 from domain.model import (
     AgentEvent,
+    AgentInput,
     AgentRequest,
     AgentResult,
     Capabilities,
+    Outcome,
     OutputEvent,
     OutputType,
 )
+from ports.clock import Clock
 
 
 class FakeCodeAgent:
     """A CodeAgent whose behaviour is a script: emit these texts, then end like this.
 
-    `hang=True` keeps it running until cancelled; `crash_after` raises after that many
-    events; `unavailable` makes capabilities say so."""
+    `hang=True` keeps it running until stopped; `crash_after` raises after that many
+    events; `unavailable` makes capabilities say so; `stop_delay_s` is how long a stop takes
+    (on `clock`, if given). `started` records every request, `stops` every run id stopped."""
 
     def __init__(
         self,
@@ -31,6 +35,7 @@ class FakeCodeAgent:
         unavailable: str | None = None,
         stop_delay_s: float = 0.0,
         fails_to_start: str | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.fails_to_start = fails_to_start
         self.texts = texts
@@ -39,39 +44,57 @@ class FakeCodeAgent:
         self.crash_after = crash_after
         self.unavailable = unavailable
         self.stop_delay_s = stop_delay_s
-        self.executed: list[AgentRequest] = []
-        self.cancelled: list[str] = []
-        self.stopped: dict[str, asyncio.Event] = {}
+        self.clock = clock
+        self.started: list[AgentRequest] = []
+        self.stops: list[str] = []
+        self.runs: dict[str, FakeAgentRun] = {}
 
     def capabilities(self) -> Capabilities:
         if self.unavailable:
             return Capabilities(available=False, detail=self.unavailable)
         return Capabilities(available=True, detail="fake", streaming=True, cancel=True)
 
-    async def execute(self, run_id: str, request: AgentRequest) -> AsyncGenerator[AgentEvent, None]:
+    async def start(self, run_id: str, request: AgentRequest) -> FakeAgentRun:
         if self.unavailable or self.fails_to_start:
-            raise ProviderUnavailable("fake", self.unavailable or self.fails_to_start or "")
-        self.executed.append(request)
-        return self._events(run_id)
+            raise AgentStartFailed(self.unavailable or self.fails_to_start or "")
+        self.started.append(request)
+        run = self.runs[run_id] = FakeAgentRun(self, run_id)
+        return run
 
-    async def _events(self, run_id: str) -> AsyncGenerator[AgentEvent, None]:
-        stop = self.stopped.setdefault(run_id, asyncio.Event())
-        for i, text in enumerate(self.texts):
-            if self.crash_after is not None and i == self.crash_after:
+
+class FakeAgentRun:
+    """The AgentRun of a FakeCodeAgent; `stopped` is set once a stop has completed."""
+
+    def __init__(self, agent: FakeCodeAgent, run_id: str) -> None:
+        self._agent = agent
+        self._run_id = run_id
+        self.stopped = asyncio.Event()
+
+    async def events(self) -> AsyncGenerator[AgentEvent, None]:
+        agent = self._agent
+        for i, text in enumerate(agent.texts):
+            if agent.crash_after is not None and i == agent.crash_after:
                 raise RuntimeError("fake agent crashed")
             yield OutputEvent(OutputType.TEXT, text)
-        if self.hang:
-            await stop.wait()
-            yield AgentResult(exit_code=0, result="interrupted")
+        if agent.hang:
+            await self.stopped.wait()
+            yield AgentResult(Outcome(exit_code=0, result="interrupted"))
             return
-        yield AgentResult(
-            exit_code=self.exit_code,
-            result="".join(self.texts),
+        outcome = Outcome(
+            exit_code=agent.exit_code,
+            result="".join(agent.texts),
             input_tokens=3,
-            output_tokens=len(self.texts),
+            output_tokens=len(agent.texts),
         )
+        yield AgentResult(outcome)
 
-    async def cancel(self, run_id: str) -> None:
-        self.cancelled.append(run_id)
-        await asyncio.sleep(self.stop_delay_s)
-        self.stopped.setdefault(run_id, asyncio.Event()).set()
+    async def send(self, agent_input: AgentInput) -> None:
+        raise InputNotAccepted("the fake agent takes no input")
+
+    async def stop(self) -> None:
+        self._agent.stops.append(self._run_id)
+        if self._agent.clock is not None:
+            await self._agent.clock.sleep(self._agent.stop_delay_s)
+        else:
+            await asyncio.sleep(self._agent.stop_delay_s)
+        self.stopped.set()

@@ -17,16 +17,13 @@ from typing import Any
 import httpx
 from httpx_sse import connect_sse
 
-from adapters.memory import MemoryEventHub, MemoryRunStore
-from domain.access import StreamTokens
-from domain.registry import ProviderRegistry
-from domain.runs import RunService
+from adapters.memory import MemoryEventHub
 from handlers.api import create_app
-from handlers.auth import Access
-from handlers.bootstrap import Gateway
+from handlers.bootstrap import build_gateway
 from handlers.settings import Settings
 from tests.conftest import fake_claude_command
 from tests.fakes.servers import RunningServer
+from tests.fakes.storage import memory_storage
 
 
 def start_run(url: str, project: str = "demo", **body: Any) -> dict[str, Any]:
@@ -47,6 +44,10 @@ def read_stream(
     ):
         assert source.response.status_code == 200, source.response.read()
         for sse in source.iter_sse():
+            if not sse.data:
+                # httpx-sse keeps the last id and so dispatches an empty event for the blank
+                # line after a `: ping` comment; the SSE spec dispatches nothing there.
+                continue
             seq = int(sse.id) if sse.id else None
             events.append((seq, sse.event, json.loads(sse.data)))
     return events
@@ -138,14 +139,12 @@ def serve_flags(workspace: Path, *extra: str) -> list[str]:
 def app_with_fake_agent(agent: Any, **settings: Any) -> Iterator[Any]:
     """The whole app under uvicorn in this process, its only provider `agent` (a fake of
     ours), auth off. The server carries `agent`, `service` and `hub` for inspection."""
-    registry = ProviderRegistry()
-    registry.register("fake", agent)
     hub = MemoryEventHub()
-    service = RunService(registry, hub, MemoryRunStore())
-    gateway_settings = Settings(providers="fake", rate_limit_per_s=0, **settings)
-    access = Access(None, StreamTokens(b"k" * 32, 60))
-    with RunningServer(
-        create_app(Gateway(gateway_settings, registry, service, access)), "on"
-    ) as server:
-        server.agent, server.service, server.hub = agent, service, hub
+    gateway = build_gateway(
+        Settings(rate_limit_per_s=0, **settings),
+        agents={"fake": agent},
+        storage=memory_storage(hub),
+    )
+    with RunningServer(create_app(gateway), "on") as server:
+        server.agent, server.service, server.hub = agent, gateway.service, hub
         yield server

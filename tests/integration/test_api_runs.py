@@ -202,8 +202,8 @@ def test_stream_headers_and_pings(start_gateway):
 
 
 def test_a_frozen_subscriber_is_cut_off_and_does_not_delay_another(start_gateway):
-    # Retention above the flood size: a reader that gets dropped resumes without a gap.
-    server = start_gateway(subscriber_max_pending=1000, send_timeout_s=1.0, retain_events=100_000)
+    # Default retention: a reader that gets dropped resumes without a gap.
+    server = start_gateway(subscriber_max_pending=1000, send_timeout_s=1.0)
     started = start_run(server.url, prompt="children wait")  # a run that outlives the test
     frozen = socket.socket()
     frozen.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from handlers.cli import StreamFollower, main
+from handlers.cli import main
+from handlers.client import StreamFollower
 from handlers.settings import SettingsError, load_settings
 from tests.conftest import process_alive, processes_working_in
 from tests.fakes.servers import FlakyProxy
@@ -90,6 +91,15 @@ def test_unknown_and_invalid_settings_name_the_variable(monkeypatch):
         load_settings()
     monkeypatch.delenv("AGENT_GATEWAY_RUNNER")
     assert load_settings(port="9000").port == 9000  # a flag wins over the environment
+
+
+def test_retention_must_leave_a_cut_subscriber_room_to_resume(monkeypatch):
+    monkeypatch.setenv("AGENT_GATEWAY_SUBSCRIBER_MAX_PENDING", "60000")
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    assert "AGENT_GATEWAY_RETAIN_EVENTS (100000) must be at least twice" in str(refused.value)
+    assert "AGENT_GATEWAY_SUBSCRIBER_MAX_PENDING (60000)" in str(refused.value)
+    assert load_settings(retain_events="120000").retain_events == 120_000
 
 
 def test_serve_refuses_a_non_loopback_address_without_auth(capsys):

@@ -57,7 +57,7 @@ def _valid_text(value: str) -> bool:
 def test_generated_requests_reach_the_agent_verbatim_or_get_a_4xx(
     recorded, project, prompt, metadata
 ):
-    executed = len(recorded.agent.executed)
+    started = len(recorded.agent.started)
     response = httpx.post(
         f"{recorded.url}/projects/{quote(project, safe='')}/runs",
         json={"prompt": prompt, "metadata": metadata},
@@ -70,7 +70,7 @@ def test_generated_requests_reach_the_agent_verbatim_or_get_a_4xx(
     )
     if valid:
         assert response.status_code == 202, response.text
-        request = recorded.agent.executed[executed]
+        request = recorded.agent.started[started]
         assert (request.project_id, request.prompt, dict(request.metadata)) == (
             project,
             prompt,
@@ -80,7 +80,7 @@ def test_generated_requests_reach_the_agent_verbatim_or_get_a_4xx(
         # An id with "/" or "." segments may route elsewhere (404/405); the rest is 422.
         assert response.status_code in (404, 405, 422), response.text
         assert response.json()["error"]["code"]
-        assert len(recorded.agent.executed) == executed
+        assert len(recorded.agent.started) == started
 
 
 @pytest.fixture(scope="module")

@@ -79,8 +79,12 @@ def test_resuming_across_replicas_loses_and_repeats_nothing(replicas):
             wanted = rng.randint(1, 20)
             block = ""
             for line in response.iter_lines():
+                if line.startswith(":"):
+                    continue  # a ping
                 if line:
                     block += line + "\n"
+                    continue
+                if not block:
                     continue
                 fields = dict(part.split(": ", 1) for part in block.strip().split("\n"))
                 block = ""
@@ -234,6 +238,11 @@ def test_readyz_is_503_naming_redis_while_it_cannot_be_reached(start_gateway, re
     assert body["status"] == "not_ready" and body["providers"] == {"claude-code": True}
     assert {problem.split(":")[0] for problem in body["unreachable"]} == {"event hub", "run store"}
     assert nowhere.split("/")[2] in body["unreachable"][0]  # says which address
+    for method, path in (("POST", "/projects/demo/claude"), ("GET", "/projects/demo/runs/x")):
+        answer = httpx.request(method, down.url + path, json={"prompt": "hi"}, timeout=30)
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"]["code"] == "backend_unavailable"
+        assert "Redis is unavailable" in answer.json()["error"]["message"]
     up = start_gateway(event_backend="redis", redis_url=redis_server.url)
     response = httpx.get(f"{up.url}/readyz", timeout=30)
     assert response.status_code == 200 and response.json()["unreachable"] == []

@@ -55,9 +55,9 @@ def test_ten_thousand_sse_connects_and_disconnects_leave_nothing_behind(in_proce
         return server.call(
             lambda: (
                 len(asyncio.all_tasks()),
-                len(hub._streams[stream_id].subscribers),
+                hub._streams[stream_id].readers,
                 service.stats.subscribers,
-                len(service._subscribers_by_stream),
+                len(service._subscribers._by_stream),
             )
         )
 
@@ -74,11 +74,11 @@ def test_ten_thousand_sse_connects_and_disconnects_leave_nothing_behind(in_proce
             )
         )
 
-    # Nothing left: no task beyond those before, no subscriber (mailbox) in the hub, no
+    # Nothing left: no task beyond those before, no reader of the hub's stream, no
     # subscriber slot in the service, no descriptor (sockets of either side: same process).
     def settled() -> bool:
-        tasks, mailboxes, subscribers, streams = counts()
-        return tasks <= tasks_before and (mailboxes, subscribers, streams) == (0, 0, 0)
+        tasks, readers, subscribers, streams = counts()
+        return tasks <= tasks_before and (readers, subscribers, streams) == (0, 0, 0)
 
     wait_until(settled, timeout=30)
     wait_until(lambda: _open_file_descriptors() <= fds_before, timeout=30)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from adapters.kubernetes.runner import parse_status
+from adapters.kubernetes.exec_transport import parse_status
 
 NON_ZERO = {
     "metadata": {},

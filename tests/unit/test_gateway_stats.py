@@ -5,20 +5,23 @@ import gc
 
 import pytest
 
-from adapters.memory import MemoryEventHub, MemoryRunStore
+from adapters.memory import MemoryEventHub
 from domain.errors import LimitExceeded
 from domain.model import AgentRequest, OutputEvent, OutputType
 from domain.registry import ProviderRegistry
-from domain.runs import RunService
+from domain.runs import RunLimits, RunService
 from domain.stats import Histogram
 from tests.fakes.agents import FakeCodeAgent
+from tests.fakes.clock import FakeClock
+from tests.fakes.storage import memory_storage
 
 
 def service_with(*agents, **limits) -> RunService:
     registry = ProviderRegistry()
     for name, agent in agents:
         registry.register(name, agent)
-    return RunService(registry, MemoryEventHub(max_pending=3), MemoryRunStore(), **limits)
+    storage = memory_storage(MemoryEventHub(max_pending=3))
+    return RunService(registry, storage, limits=RunLimits(**limits))
 
 
 async def drain(batches) -> int:
@@ -59,21 +62,15 @@ async def test_runs_are_counted_by_provider_and_status_with_durations():
 
 
 async def test_cancels_are_counted_with_their_time_to_stop():
-    clock = [100.0]
+    clock = FakeClock()
     registry = ProviderRegistry()
-    agent = FakeCodeAgent(hang=True)
-    registry.register("fake", agent)
-    service = RunService(registry, MemoryEventHub(), MemoryRunStore(), monotonic=lambda: clock[0])
+    registry.register("fake", FakeCodeAgent(hang=True, stop_delay_s=0.3, clock=clock))
+    service = RunService(registry, memory_storage(), clock=clock)
     run = await service.start(AgentRequest.create("p", "hi"))
     await asyncio.sleep(0)
-    original_cancel = agent.cancel
-
-    async def slow_cancel(run_id: str) -> None:
-        clock[0] += 0.3  # the agent takes 0.3 s to stop
-        await original_cancel(run_id)
-
-    agent.cancel = slow_cancel
-    await service.cancel("p", run.run_id)
+    cancel = asyncio.ensure_future(service.cancel("p", run.run_id))
+    await clock.advance(0.3)  # the agent takes 0.3 s to stop
+    await cancel
     assert service.stats.cancels == 1
     assert service.stats.stop_seconds.cumulative() == [
         (b, 1 if b >= 0.5 else 0) for b, _ in service.stats.stop_seconds.cumulative()
@@ -116,7 +113,7 @@ async def test_a_subscriber_dropped_for_being_slow_is_counted():
     hub = MemoryEventHub(max_pending=3)
     registry = ProviderRegistry()
     registry.register("fake", FakeCodeAgent(texts=("a",), hang=True))
-    service = RunService(registry, hub, MemoryRunStore())
+    service = RunService(registry, memory_storage(hub))
     run = await service.start(AgentRequest.create("p", "hi"))
     slow = await service.open_stream("p", run.stream_id)
     await slow.__anext__()  # started, then does not read while 5 events pass a limit of 3

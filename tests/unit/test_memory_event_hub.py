@@ -54,8 +54,9 @@ async def test_subscribers_are_released_when_they_stop():
     batches = hub.subscribe("s")
     await hub.publish("s", text(1))
     await anext(batches)
+    assert hub._streams["s"].readers == 1
     await batches.aclose()
-    assert hub._streams["s"].subscribers == set()
+    assert hub._streams["s"].readers == 0
 
 
 async def test_closed_streams_are_evicted_after_retention():
@@ -90,7 +91,7 @@ async def test_retention_keeps_the_byte_budget_and_always_the_last_event():
     kept = retained[1:]
     assert [e.seq for e in kept] == list(range(kept[0].seq, 51))  # the newest, contiguous
     assert sum(approximate_size(e.event) for e in kept) <= 10_000
-    assert len(kept) >= 9
+    assert len(kept) >= 10_000 * 15 // 16 // 1100  # trimmed in slices: 15/16 of it is kept
     await hub.publish("s", OutputEvent(OutputType.TEXT, "x" * 50_000))  # alone over budget
     retained = await _retained(hub, "s")
     assert [e.seq for e in retained[1:]] == [51]

@@ -4,19 +4,21 @@ import asyncio
 
 import pytest
 
-from adapters.memory import MemoryEventHub, MemoryRunStore
+from adapters.memory import MemoryEventHub
 from domain.errors import ProviderUnavailable, RunNotFound, ShuttingDown, StreamNotFound
 from domain.model import AgentRequest, DoneEvent, ErrorEvent, RunStatus
 from domain.registry import ProviderRegistry
 from domain.runs import RunService
 from tests.fakes.agents import FakeCodeAgent
+from tests.fakes.clock import FakeClock
+from tests.fakes.storage import memory_storage
 
 
-def service_with(*agents: tuple[str, FakeCodeAgent]) -> RunService:
+def service_with(*agents: tuple[str, FakeCodeAgent], **options) -> RunService:
     registry = ProviderRegistry()
     for name, agent in agents:
         registry.register(name, agent)
-    return RunService(registry, MemoryEventHub(), MemoryRunStore())
+    return RunService(registry, memory_storage(), **options)
 
 
 async def events_of(service: RunService, run) -> list:
@@ -38,7 +40,7 @@ async def test_a_run_publishes_its_output_then_exactly_one_done():
     assert [e.event.content for e in events[:-1]] == ["a", "b"]
     assert isinstance(events[-1].event, DoneEvent)
     assert events[-1].event.status is RunStatus.SUCCEEDED
-    assert events[-1].event.output_tokens == 2
+    assert events[-1].event.outcome.output_tokens == 2
 
 
 async def test_an_agent_that_crashes_gives_error_then_done_failed():
@@ -55,7 +57,7 @@ async def test_an_agent_that_crashes_gives_error_then_done_failed():
 async def test_non_zero_exit_is_failed():
     service = service_with(("fake", FakeCodeAgent(exit_code=3)))
     record = await finished(service, await service.start(AgentRequest.create("p", "hi")))
-    assert record.status is RunStatus.FAILED and record.exit_code == 3
+    assert record.status is RunStatus.FAILED and record.outcome.exit_code == 3
 
 
 async def test_cancel_returns_only_after_the_agent_stopped():
@@ -65,17 +67,22 @@ async def test_cancel_returns_only_after_the_agent_stopped():
     await asyncio.sleep(0.01)
     record = await service.cancel("p", run.run_id)
     assert record.status is RunStatus.CANCELLED
-    assert agent.stopped[run.run_id].is_set()
+    assert agent.runs[run.run_id].stopped.is_set()
     events = await events_of(service, run)
     assert [type(e.event) for e in events].count(DoneEvent) == 1
     assert await service.cancel("p", run.run_id) == record  # idempotent
 
 
-async def test_timeout_gives_timed_out():
-    service = service_with(("fake", FakeCodeAgent(hang=True)))
-    run = await service.start(AgentRequest.create("p", "hi", timeout_s=1))
+async def test_timeout_gives_timed_out_when_its_time_comes_and_not_before():
+    clock = FakeClock()
+    service = service_with(("fake", FakeCodeAgent(hang=True)), clock=clock)
+    run = await service.start(AgentRequest.create("p", "hi", timeout_s=30))
+    await clock.advance(29)
+    assert (await service.get("p", run.run_id)).status is RunStatus.RUNNING
+    await clock.advance(1)
     record = await finished(service, run)
     assert record.status is RunStatus.TIMED_OUT
+    assert record.finished_at == clock.now()
 
 
 async def test_shutdown_stops_every_run_and_refuses_new_ones():
@@ -146,8 +153,8 @@ async def test_an_agent_whose_run_cannot_be_recorded_is_stopped():
     agent = FakeCodeAgent(hang=True)
     registry = ProviderRegistry()
     registry.register("fake", agent)
-    service = RunService(registry, UnreachableHub(), MemoryRunStore())
+    service = RunService(registry, memory_storage(UnreachableHub()))
     with pytest.raises(ConnectionError):
         await service.start(AgentRequest.create("p", "hi"))
-    assert len(agent.executed) == 1 and len(agent.cancelled) == 1
+    assert len(agent.started) == 1 and len(agent.stops) == 1
     assert await service.list_runs("p") == []

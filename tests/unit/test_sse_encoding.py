@@ -4,6 +4,7 @@ from domain.model import (
     DoneEvent,
     ErrorEvent,
     GapEvent,
+    Outcome,
     OutputEvent,
     OutputType,
     RunStatus,
@@ -11,7 +12,9 @@ from domain.model import (
 )
 from handlers import sse
 
-DONE = DoneEvent(RunStatus.SUCCEEDED, 0, 12, "ok", "s1", 1, 2, None, "claude-code")
+DONE = DoneEvent(
+    RunStatus.SUCCEEDED, Outcome(0, "ok", "s1", None, 1, 2, None), 12, "claude-code", None
+)
 
 
 @pytest.mark.parametrize(

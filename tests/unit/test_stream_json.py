@@ -27,9 +27,9 @@ def test_text_arrives_once_as_deltas_not_again_from_the_assistant_message():
     assert text == "Hello from fake. You said: Say hi"
     assert len([e for e in events if e.type is OutputType.TEXT]) == 5  # one per delta
     result = parser.agent_result(0)
-    assert result.result == text and result.is_error is False
-    assert result.input_tokens == 25 and result.output_tokens == 5
-    assert result.session_id and result.cost_usd is not None
+    assert result.outcome.result == text and result.is_error is False
+    assert result.outcome.input_tokens == 25 and result.outcome.output_tokens == 5
+    assert result.outcome.session_id and result.outcome.cost_usd is not None
 
 
 def test_tool_round_trip_gives_tool_use_then_tool_result():
@@ -44,7 +44,7 @@ def test_tool_round_trip_gives_tool_use_then_tool_result():
     assert tool_result.fields["tool_use_id"] == tool_use.fields["id"]
     init = events[0]
     assert init.type is OutputType.SYSTEM and init.content == "init"
-    assert init.fields["session_id"] == parser.agent_result(0).session_id
+    assert init.fields["session_id"] == parser.agent_result(0).outcome.session_id
 
 
 @settings(max_examples=200, deadline=None)
@@ -79,8 +79,12 @@ def test_a_last_line_without_newline_is_not_lost():
 def test_no_result_line_leaves_usage_unknown():
     _, parser = parse([HELLO.split(b'{"type":"result"')[0]])
     result = parser.agent_result(143)
-    assert result.exit_code == 143
-    assert result.input_tokens is None and result.cost_usd is None and result.result is None
+    assert result.outcome.exit_code == 143
+    assert (
+        result.outcome.input_tokens is None
+        and result.outcome.cost_usd is None
+        and result.outcome.result is None
+    )
 
 
 @settings(max_examples=200, deadline=None)

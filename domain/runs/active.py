@@ -1,0 +1,59 @@
+"""The runs this replica drives: each with its agent's execution and how it is stopping."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from domain.model import AgentRequest, Run
+from ports.code_agent import AgentRun
+
+
+class StopReason(enum.Enum):
+    CANCELLED = "cancelled by request"
+    TIMED_OUT = "run timed out"
+    SHUTDOWN = "gateway shutting down"
+
+
+@dataclass(eq=False, slots=True)
+class ActiveRun:
+    """One running run. `finished` is set once its `done` is published (or could not be)."""
+
+    run: Run
+    execution: AgentRun
+    request: AgentRequest
+    stop_reason: StopReason | None = None
+    stop_requested_at: float | None = None  # Clock.monotonic
+    stopping: asyncio.Task[None] | None = None
+    driver: asyncio.Task[None] | None = None
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class ActiveRuns:
+    """Runs driven by this replica, by run id. All methods run on one event loop."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, ActiveRun] = {}
+
+    def add(self, active: ActiveRun) -> None:
+        self._runs[active.run.run_id] = active
+
+    def remove(self, run_id: str) -> None:
+        self._runs.pop(run_id, None)
+
+    def get(self, run_id: str) -> ActiveRun | None:
+        return self._runs.get(run_id)
+
+    def ids(self) -> list[str]:
+        return list(self._runs)
+
+    def in_project(self, project_id: str) -> int:
+        return sum(1 for a in self._runs.values() if a.run.project_id == project_id)
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def __iter__(self) -> Iterator[ActiveRun]:
+        return iter(list(self._runs.values()))

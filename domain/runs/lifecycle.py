@@ -1,0 +1,236 @@
+"""A run's life: start its agent (through a fallback chain), drive its events onto the
+stream, and end it with exactly one `done` and its final record, also when the agent
+crashes, times out, is cancelled, or the gateway is stopping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from domain.errors import AgentStartFailed, LimitExceeded, ProviderUnavailable, ShuttingDown
+from domain.logcontext import bind_run
+from domain.model import AgentRequest, AgentResult, ErrorEvent, Outcome, Run, RunStatus
+from domain.registry import ProviderRegistry
+from domain.runs.active import ActiveRun, ActiveRuns, StopReason
+from domain.runs.outcome import final_record, final_status
+from domain.runs.stopping import RunStopper
+from domain.stats import GatewayStats
+from ports.clock import Clock
+from ports.code_agent import AgentRun
+from ports.event_hub import EventHub
+from ports.run_control import RunControl
+from ports.run_store import RunStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RunLimits:
+    """Concurrent runs and open event streams on one replica; None = no limit."""
+
+    max_runs: int | None = None
+    max_runs_per_project: int | None = None
+    max_subscribers: int | None = None
+    max_subscribers_per_stream: int | None = None
+
+
+class RunLifecycle:
+    """Starts runs and drives each to its end. All methods run on one event loop."""
+
+    def __init__(
+        self,
+        registry: ProviderRegistry,
+        hub: EventHub,
+        store: RunStore,
+        control: RunControl,
+        active: ActiveRuns,
+        stopper: RunStopper,
+        stats: GatewayStats,
+        clock: Clock,
+        new_id: Callable[[], str],
+        limits: RunLimits,
+        lease_ttl_s: float,
+    ) -> None:
+        self._registry = registry
+        self._hub = hub
+        self._store = store
+        self._control = control
+        self._active = active
+        self._stopper = stopper
+        self._stats = stats
+        self._clock = clock
+        self._new_id = new_id
+        self._limits = limits
+        self._lease_ttl_s = lease_ttl_s
+        self.accepting = True
+
+    async def start(self, request: AgentRequest) -> Run:
+        """Starts the agent, then answers. A provider of the chain that is unavailable or
+        fails to start is skipped (the reason is recorded); if none starts, the last
+        failure is raised (ProviderUnavailable: 503)."""
+        if not self.accepting:
+            raise ShuttingDown()
+        self._check_limits(request.project_id)
+        run_id = self._new_id()
+        bind_run(run_id, request.project_id)
+        chain = request.providers or (self._registry.default_name(),)
+        agents = [(name, self._registry.get(name)) for name in chain]  # unknown names fail first
+        skipped: list[str] = []
+        detail = ""
+        for name, agent in agents:
+            capabilities = agent.capabilities()
+            if not capabilities.available:
+                detail = capabilities.detail
+                skipped.append(f"{name}: {detail}")
+                continue
+            try:
+                execution = await agent.start(run_id, request)
+            except AgentStartFailed as exc:
+                self._stats.upstream_errors[name] += 1
+                detail = exc.detail
+                skipped.append(f"{name}: {detail}")
+                continue
+            return await self._launch(run_id, name, execution, request, tuple(skipped))
+        raise ProviderUnavailable(
+            ",".join(chain), "; ".join(skipped) if len(agents) > 1 else detail
+        )
+
+    def _check_limits(self, project_id: str) -> None:
+        limits = self._limits
+        if limits.max_runs is not None and len(self._active) >= limits.max_runs:
+            raise LimitExceeded(
+                "max_runs", f"{limits.max_runs} runs are running; try again later", 5
+            )
+        per_project = limits.max_runs_per_project
+        if per_project is not None:
+            running = self._active.in_project(project_id)
+            if running >= per_project:
+                raise LimitExceeded(
+                    "max_runs_per_project",
+                    f"project {project_id!r} has {running} runs running (at most {per_project})",
+                    5,
+                )
+
+    async def _launch(
+        self,
+        run_id: str,
+        provider: str,
+        execution: AgentRun,
+        request: AgentRequest,
+        skipped: tuple[str, ...],
+    ) -> Run:
+        now = self._clock.now()
+        run = Run(
+            run_id=run_id,
+            project_id=request.project_id,
+            stream_id=self._new_id(),
+            provider=provider,
+            status=RunStatus.RUNNING,
+            created_at=now,
+            started_at=now,
+            providers_skipped=skipped,
+            outcome=Outcome(session_id=request.session_id),
+            metadata=request.metadata,
+        )
+        # Active before it is recorded: a cancel that finds the record finds the run.
+        active = ActiveRun(run, execution, request)
+        self._active.add(active)
+        try:
+            await self._hub.create(run.stream_id)
+            await self._store.save(run)
+            await self._control.claim(run.run_id, self._lease_ttl_s)
+        except BaseException:
+            self._active.remove(run_id)
+            await self._abandon(run_id, execution)
+            raise
+        active.driver = asyncio.create_task(self._drive(active), name=f"run-{run_id}")
+        self._stats.runs_started[provider] += 1
+        log.info("run started: provider %s", provider)
+        return run
+
+    @staticmethod
+    async def _abandon(run_id: str, execution: AgentRun) -> None:
+        """Stops an agent that started but whose run could not be recorded (the hub or the
+        store failed): nothing may run that no record or stream knows of."""
+        try:
+            await asyncio.wait_for(execution.stop(), 30)
+        except Exception:
+            log.exception("run %s: cannot stop the agent of a run that failed to start", run_id)
+
+    async def _drive(self, active: ActiveRun) -> None:
+        run = active.run
+        started = self._clock.monotonic()
+        result: AgentResult | None = None
+        failure: str | None = None
+        timer = None
+        if active.request.timeout_s is not None:
+            timer = asyncio.create_task(self._time_out(active, active.request.timeout_s))
+        try:
+            async with contextlib.aclosing(active.execution.events()) as events:
+                async for event in events:
+                    if isinstance(event, AgentResult):
+                        result = event
+                        continue
+                    if isinstance(event, ErrorEvent):
+                        self._stats.upstream_errors[run.provider] += 1
+                    await self._hub.publish(run.stream_id, event)
+                    self._stats.events_published += 1
+        except asyncio.CancelledError:
+            failure = "run aborted: the gateway stopped before the agent finished"
+            raise
+        except Exception as exc:  # the agent crashed: report it on the stream, never lose done
+            log.exception("run %s: agent %s failed", run.run_id, run.provider)
+            self._stats.upstream_errors[run.provider] += 1
+            failure = f"agent error: {exc}"
+            try:
+                await self._hub.publish(run.stream_id, ErrorEvent(failure))
+                self._stats.events_published += 1
+            except Exception:  # the hub itself may be what failed
+                log.exception("run %s: cannot publish the error", run.run_id)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            await self._finish(active, result, failure, self._clock.monotonic() - started)
+
+    async def _time_out(self, active: ActiveRun, timeout_s: float) -> None:
+        await self._clock.sleep(timeout_s)
+        self._stopper.request(active, StopReason.TIMED_OUT)
+
+    async def _finish(
+        self,
+        active: ActiveRun,
+        reported: AgentResult | None,
+        failure: str | None,
+        elapsed_s: float,
+    ) -> None:
+        status, error = final_status(active.stop_reason, reported, failure)
+        outcome = reported.outcome if reported is not None else Outcome()
+        run, done = final_record(
+            active.run, status, outcome, error, self._clock.now(), round(elapsed_s * 1000)
+        )
+        try:
+            # The record first: whoever sees `done` (on any replica) then reads the final one.
+            await self._store.save(run)
+            await self._hub.publish(run.stream_id, done)
+            self._stats.events_published += 1
+            await self._hub.close(run.stream_id)
+        except Exception:  # the store or hub is down: the agent has stopped all the same
+            log.exception("run %s: cannot record its end (%s)", run.run_id, status)
+        finally:
+            self._active.remove(run.run_id)
+            self._count_finished(active, status, elapsed_s)
+            active.finished.set()
+        try:
+            await self._control.release(run.run_id)
+        except Exception:
+            log.exception("run %s: cannot release its lease", run.run_id)
+
+    def _count_finished(self, active: ActiveRun, status: RunStatus, elapsed_s: float) -> None:
+        self._stats.run_finished(active.run.provider, status, elapsed_s)
+        if status is RunStatus.CANCELLED and active.stop_requested_at is not None:
+            self._stats.cancels += 1
+            self._stats.stop_seconds.observe(self._clock.monotonic() - active.stop_requested_at)
+        log.info("run finished: %s", status)

@@ -1,0 +1,152 @@
+"""The gateway's use cases in one place for the handlers: start, follow, cancel, read,
+shut down. Each job lives in its own module of this package; this class only wires them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+
+from domain.clock import SystemClock
+from domain.errors import RunNotFound
+from domain.logcontext import bind_run
+from domain.model import AgentRequest, Run, SequencedEvent, validate_project_id
+from domain.registry import ProviderRegistry
+from domain.runs.active import ActiveRuns
+from domain.runs.leases import LeaseKeeper
+from domain.runs.lifecycle import RunLifecycle, RunLimits
+from domain.runs.readiness import unreachable_backends
+from domain.runs.stopping import RunStopper
+from domain.runs.subscribers import Subscribers
+from domain.stats import GatewayStats
+from ports.clock import Clock
+from ports.event_hub import EventHub
+from ports.run_control import RunControl
+from ports.run_store import RunStore
+
+log = logging.getLogger(__name__)
+
+
+def new_secret_id() -> str:
+    """128 random bits, URL-safe: run and stream ids must be unguessable."""
+    return secrets.token_urlsafe(16)
+
+
+@dataclass(frozen=True, slots=True)
+class Storage:
+    """Where runs live: the event streams, the records, and what replicas tell each other."""
+
+    hub: EventHub
+    store: RunStore
+    control: RunControl
+
+
+class RunService:
+    """The use cases. All methods run on one event loop."""
+
+    def __init__(
+        self,
+        registry: ProviderRegistry,
+        storage: Storage,
+        *,
+        limits: RunLimits | None = None,
+        lease_ttl_s: float = 15.0,
+        clock: Clock | None = None,
+        new_id: Callable[[], str] = new_secret_id,
+    ) -> None:
+        clock = clock or SystemClock()
+        limits = limits or RunLimits()
+        self.stats = GatewayStats()
+        self._storage = storage
+        self._active = ActiveRuns()
+        self._background: set[asyncio.Task[Run]] = set()
+        self._stopper = RunStopper(self._active, storage.hub, storage.control, clock)
+        self._lifecycle = RunLifecycle(
+            registry,
+            storage.hub,
+            storage.store,
+            storage.control,
+            self._active,
+            self._stopper,
+            self.stats,
+            clock,
+            new_id,
+            limits,
+            lease_ttl_s,
+        )
+        self._leases = LeaseKeeper(
+            self._active,
+            self._stopper,
+            storage.hub,
+            storage.store,
+            storage.control,
+            self.stats,
+            clock,
+            lease_ttl_s,
+        )
+        self._subscribers = Subscribers(
+            storage.hub,
+            storage.store,
+            self.stats,
+            limits.max_subscribers,
+            limits.max_subscribers_per_stream,
+        )
+
+    @property
+    def active_count(self) -> int:
+        return len(self._active)
+
+    async def start(self, request: AgentRequest) -> Run:
+        return await self._lifecycle.start(request)
+
+    async def cancel(self, project_id: str, run_id: str) -> Run:
+        """Stops the run; returns its final record once the agent has stopped."""
+        run = await self.get(project_id, run_id)
+        bind_run(run_id, project_id)
+        await self._stopper.cancel(run)
+        return await self.get(project_id, run_id)
+
+    def cancel_soon(self, project_id: str, run_id: str) -> None:
+        """Cancels the run in the background (its caller cannot wait: a dropped client)."""
+        task = asyncio.ensure_future(self.cancel(project_id, run_id))
+        self._background.add(task)
+        task.add_done_callback(self._cancelled_soon)
+
+    def _cancelled_soon(self, task: asyncio.Task[Run]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background cancel failed: %s", task.exception())
+
+    async def get(self, project_id: str, run_id: str) -> Run:
+        validate_project_id(project_id)
+        run = await self._storage.store.get(run_id)
+        if run is None or run.project_id != project_id:
+            raise RunNotFound(project_id, run_id)
+        return run
+
+    async def list_runs(self, project_id: str, limit: int = 100) -> list[Run]:
+        validate_project_id(project_id)
+        return await self._storage.store.list_for_project(project_id, limit)
+
+    async def open_stream(
+        self, project_id: str, stream_id: str, after_seq: int = 0
+    ) -> AsyncGenerator[list[SequencedEvent], None]:
+        return await self._subscribers.open(project_id, stream_id, after_seq)
+
+    def note_slow_subscriber(self) -> None:
+        self._subscribers.note_slow()
+
+    async def serve_control(self) -> None:
+        """Runs until cancelled: cancel requests of other replicas, leases, orphans."""
+        await self._leases.serve()
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Refuses new runs, stops every running agent, and returns once all have
+        published `done` (killing what is left after `grace_s`)."""
+        self._lifecycle.accepting = False
+        await self._stopper.stop_all(grace_s)
+
+    async def unreachable_backends(self) -> list[str]:
+        return await unreachable_backends(self._storage.hub, self._storage.store)

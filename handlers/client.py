@@ -1,0 +1,130 @@
+"""`agent-gateway run` and `follow`: a client of the gateway's HTTP API and event streams."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+import httpx
+from httpx_sse import ServerSentEvent, SSEError, connect_sse
+
+log = logging.getLogger("agent_gateway")
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+class StreamFollower:
+    """Follows an event stream to `done`, resuming with Last-Event-ID after a drop."""
+
+    def __init__(
+        self, client: httpx.Client, url: str, max_retries: int = 8, out: Any = sys.stdout
+    ) -> None:
+        self._client = client
+        self._url = url
+        self._max_retries = max_retries
+        self._out = out
+        self.last_id: str | None = None
+        self.done: dict[str, Any] | None = None
+        self._at_line_start = True
+
+    def follow(self) -> dict[str, Any]:
+        failures = 0
+        while self.done is None:
+            headers = {"Last-Event-ID": self.last_id} if self.last_id else {}
+            progressed = False
+            try:
+                with connect_sse(self._client, "GET", self._url, headers=headers) as source:
+                    if source.response.status_code != 200:
+                        source.response.read()
+                        raise SystemExit(_http_error(source.response))
+                    for event in source.iter_sse():
+                        progressed = True
+                        self._show(event)
+                        if event.event == "done":
+                            break
+            except (httpx.TransportError, SSEError) as exc:
+                log.debug("stream dropped: %s", exc)
+            if self.done is not None:
+                break
+            failures = 0 if progressed else failures + 1
+            if failures > self._max_retries:
+                raise SystemExit(f"error: the stream dropped {failures} times; giving up")
+            time.sleep(min(0.25 * 2**failures, 8.0))
+        return self.done
+
+    def _show(self, event: ServerSentEvent) -> None:
+        if event.id:
+            self.last_id = event.id
+        data = json.loads(event.data) if event.data else {}
+        if event.event == "output" and data.get("type") in ("text", "thinking"):
+            self._write(data.get("content", ""))
+        elif event.event == "output" and data.get("type") == "system":
+            if data.get("subtype") == "init":  # status chatter stays out of the way
+                self._line(f"[session] {data.get('session_id')} model {data.get('model')}")
+        elif event.event == "output":
+            self._line(f"[{data.get('type')}] {_summary(data)}")
+        elif event.event == "error":
+            self._line(f"[error] {data.get('message')}")
+        elif event.event == "gap":
+            self._line(f"[gap] events before {data.get('first_available')} are gone")
+        elif event.event == "done":
+            self.done = data
+            fields = ("status", "exit_code", "duration_ms", "input_tokens", "output_tokens")
+            self._line("[done] " + " ".join(f"{k}={data.get(k)}" for k in fields))
+
+    def _write(self, text: str) -> None:
+        self._out.write(text)
+        self._out.flush()
+        if text:
+            self._at_line_start = text.endswith("\n")
+
+    def _line(self, text: str) -> None:
+        self._write(("" if self._at_line_start else "\n") + text + "\n")
+
+
+def _summary(data: dict[str, Any]) -> str:
+    if data.get("type") == "tool_use":
+        return f"{data.get('tool')} {json.dumps(data.get('input'), ensure_ascii=False)[:200]}"
+    return str(data.get("content", ""))[:200]
+
+
+def _http_error(response: httpx.Response) -> str:
+    try:
+        error = response.json()["error"]
+        return f"error: {response.status_code} {error['code']}: {error['message']}"
+    except (ValueError, KeyError, TypeError):
+        return f"error: HTTP {response.status_code}"
+
+
+def _exit_code(done: dict[str, Any]) -> int:
+    if done.get("status") == "succeeded":
+        return 0
+    code = done.get("exit_code")
+    return code if isinstance(code, int) and 0 < code < 256 else 1
+
+
+def _client(base_url: str, api_key: str | None) -> httpx.Client:
+    headers = {"X-API-Key": api_key} if api_key else {}
+    return httpx.Client(base_url=base_url, headers=headers, timeout=httpx.Timeout(10, read=60))
+
+
+def run_command(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"prompt": args.prompt}
+    if args.provider:
+        body["provider"] = args.provider
+    with _client(args.url, args.api_key) as client:
+        try:
+            response = client.post(f"/projects/{args.project}/runs", json=body)
+        except httpx.TransportError as exc:
+            raise SystemExit(f"error: cannot reach the gateway at {args.url}: {exc}") from None
+        if response.status_code != 202:
+            raise SystemExit(_http_error(response))
+        return _exit_code(StreamFollower(client, response.json()["stream_url"]).follow())
+
+
+def follow_command(args: argparse.Namespace) -> int:
+    with _client(args.url, args.api_key) as client:
+        return _exit_code(StreamFollower(client, args.stream_url).follow())
