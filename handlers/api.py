@@ -45,15 +45,17 @@ def _gateway(request: Request) -> Gateway:
     return gateway
 
 
-def _service(request: Request) -> RunService:
+# Dependencies are `async def`: FastAPI runs a plain `def` one in a worker thread, which
+# cost more than the rest of a run start together.
+async def _service(request: Request) -> RunService:
     return _gateway(request).service
 
 
-def _registry(request: Request) -> ProviderRegistry:
+async def _registry(request: Request) -> ProviderRegistry:
     return _gateway(request).registry
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return _gateway(request).settings
 
 

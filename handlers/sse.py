@@ -4,6 +4,7 @@ sse-starlette sends the bytes (pings, send timeouts, disconnects)."""
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -76,12 +77,13 @@ def encode_event(item: SequencedEvent) -> bytes:
 
 class _EncodedEvents:
     """Every subscriber of a stream is handed the same event objects, so each is encoded
-    once: recent encodings are kept by object identity. The entry holds the object itself,
-    so its id cannot be reused while the entry lives."""
+    once: recent encodings are kept by object identity, oldest out first (an OrderedDict:
+    evicting from a plain dict's front gets slower with every deletion before it). The entry
+    holds the object itself, so its id cannot be reused while the entry lives."""
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._entries: dict[int, tuple[SequencedEvent, bytes]] = {}
+        self._entries: OrderedDict[int, tuple[SequencedEvent, bytes]] = OrderedDict()
 
     def get(self, item: SequencedEvent) -> bytes:
         entry = self._entries.get(id(item))
@@ -90,7 +92,7 @@ class _EncodedEvents:
         wire = encode_event(item)
         self._entries[id(item)] = (item, wire)
         if len(self._entries) > self._size:
-            del self._entries[next(iter(self._entries))]  # the oldest
+            self._entries.popitem(last=False)
         return wire
 
 

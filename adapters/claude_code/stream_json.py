@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 from domain.lines import LineDecoder
 from domain.model import AgentResult, Outcome, OutputEvent, OutputType
 
@@ -48,8 +50,8 @@ class StreamJsonParser:
         if not line.strip():
             return []
         try:
-            obj = json.loads(line)
-        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the stack
+            obj = orjson.loads(line)  # the hot path: several times faster than json.loads
+        except orjson.JSONDecodeError:  # also nesting past its limit, and lone surrogates
             return [OutputEvent(OutputType.UNPARSED, line)]
         if not isinstance(obj, dict):
             return [OutputEvent(OutputType.UNPARSED, line)]

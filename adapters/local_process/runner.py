@@ -246,11 +246,15 @@ class TaggedProcessReaper:
 
     One pass over /proc costs a read per process, so requests that arrive while a pass is
     running share the next one: a hundred runs ending together cost a few passes, not a
-    hundred. Passes run in a worker thread, off the event loop."""
+    hundred; passes start at most every SWEEP_GAP_S. They run in a worker thread, off the
+    event loop."""
+
+    SWEEP_GAP_S = 0.05
 
     def __init__(self) -> None:
         self._waiting: dict[str, asyncio.Future[None]] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._last_sweep = -1e9  # loop time
 
     async def kill(self, tag: str) -> None:
         future = self._waiting.get(tag)
@@ -262,9 +266,13 @@ class TaggedProcessReaper:
         await asyncio.shield(future)
 
     async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while self._waiting:
+                # Runs that end together share passes: a pass waits a moment for them.
+                await asyncio.sleep(max(self._last_sweep + self.SWEEP_GAP_S - loop.time(), 0))
                 batch, self._waiting = self._waiting, {}
+                self._last_sweep = loop.time()
                 try:
                     await asyncio.to_thread(_kill_tagged, set(batch))
                 except Exception as exc:
@@ -279,15 +287,22 @@ class TaggedProcessReaper:
 
 def _kill_tagged(tags: set[str]) -> int:
     """SIGKILLs every process whose environment carries one of these tags; returns how many."""
-    markers = {f"{TAG_VARIABLE}={tag}".encode() for tag in tags}
+    wanted = {tag.encode() for tag in tags}
+    marker = f"\0{TAG_VARIABLE}=".encode()
     killed = 0
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             with open(f"/proc/{entry.name}/environ", "rb") as environ:
-                if markers.isdisjoint(environ.read().split(b"\0")):
-                    continue
+                data = b"\0" + environ.read()
+            start = data.find(marker)  # one search in C, whatever the number of tags
+            if start < 0:
+                continue
+            start += len(marker)
+            end = data.find(b"\0", start)
+            if data[start : end if end >= 0 else len(data)] not in wanted:
+                continue
             os.kill(int(entry.name), signal.SIGKILL)
             killed += 1
         except (OSError, ValueError):

@@ -61,6 +61,7 @@ class MemoryEventHub:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._retain_events = retain_events
+        self._trim_at = retain_events + max(retain_events // 16, 1)  # a 16th of slack
         self._retain_bytes = retain_bytes
         self._max_pending = max_pending
         self._max_pending_bytes = retain_bytes // 2
@@ -86,8 +87,13 @@ class MemoryEventHub:
         stream.published_bytes += approximate_size(event)
         stream.events.append(sequenced)
         stream.ends.append(stream.published_bytes)
-        self._trim(stream)
-        self._wake(stream)
+        if (
+            len(stream.events) > self._trim_at
+            or stream.published_bytes - stream.trimmed_bytes > self._retain_bytes
+        ):
+            self._trim(stream)
+        if stream.wakeup is not None:
+            self._wake(stream)
         return sequenced.seq
 
     async def close(self, stream_id: str) -> None:
@@ -150,7 +156,7 @@ class MemoryEventHub:
         so that trimming costs O(1) per publish on average; the newest event always stays."""
         events = stream.events
         drop = 0
-        if len(events) > self._retain_events + max(self._retain_events // 16, 1):
+        if len(events) > self._trim_at:
             drop = len(events) - self._retain_events
         if stream.published_bytes - stream.trimmed_bytes > self._retain_bytes:
             # the first index whose following events fit in 15/16 of the budget

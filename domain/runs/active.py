@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -36,12 +37,19 @@ class ActiveRuns:
 
     def __init__(self) -> None:
         self._runs: dict[str, ActiveRun] = {}
+        self._by_project: Counter[str] = Counter()  # checked at every start: no scan
 
     def add(self, active: ActiveRun) -> None:
         self._runs[active.run.run_id] = active
+        self._by_project[active.run.project_id] += 1
 
     def remove(self, run_id: str) -> None:
-        self._runs.pop(run_id, None)
+        active = self._runs.pop(run_id, None)
+        if active is not None:
+            project_id = active.run.project_id
+            self._by_project[project_id] -= 1
+            if not self._by_project[project_id]:
+                del self._by_project[project_id]
 
     def get(self, run_id: str) -> ActiveRun | None:
         return self._runs.get(run_id)
@@ -50,7 +58,7 @@ class ActiveRuns:
         return list(self._runs)
 
     def in_project(self, project_id: str) -> int:
-        return sum(1 for a in self._runs.values() if a.run.project_id == project_id)
+        return self._by_project[project_id]
 
     def __len__(self) -> int:
         return len(self._runs)
