@@ -124,6 +124,8 @@ class MemoryEventHub:
                 cursor = first
             while True:
                 if cursor < stream.next_seq:
+                    if cursor < stream.first_seq:  # trimmed while it was replaying
+                        raise SubscriberTooSlow()
                     self._check_pace(stream, max(cursor, live_from))
                     start = cursor - stream.first_seq
                     batch = stream.events[start : start + MAX_BATCH]

@@ -164,7 +164,7 @@ class OpenCodeAgent:
             if "{project}" not in settings.url_template:
                 self._note(False, f"OpenCode at {base_url}: {detail}")
             raise AgentStartFailed(f"OpenCode at {base_url}: {detail}") from exc
-        return OpenCodeRun(run_id, client, stream, source, session_id, settings.abort_wait_s)
+        return OpenCodeRun(client, stream, source, session_id, settings.abort_wait_s)
 
     async def _session(self, client: httpx.AsyncClient, run_id: str, request: AgentRequest) -> str:
         if request.session_id:
@@ -186,14 +186,12 @@ class OpenCodeRun:
 
     def __init__(
         self,
-        run_id: str,
         client: httpx.AsyncClient,
         stream: contextlib.AsyncExitStack,
         source: EventSource,
         session_id: str,
         abort_wait_s: float,
     ) -> None:
-        self._run_id = run_id
         self._client = client
         self._stream = stream
         self._source = source

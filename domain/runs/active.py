@@ -27,7 +27,7 @@ class ActiveRun:
     request: AgentRequest
     stop_reason: StopReason | None = None
     stop_requested_at: float | None = None  # Clock.monotonic
-    stopping: asyncio.Task[None] | None = None
+    stopping: asyncio.Task[None] | None = None  # held, so the stop task is never collected
     driver: asyncio.Task[None] | None = None
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 

@@ -104,3 +104,16 @@ async def _retained(hub, stream_id):
         return await subscription.__anext__()
     finally:
         await subscription.aclose()
+
+
+async def test_a_replay_overtaken_by_trimming_is_cut_not_handed_other_events():
+    hub = MemoryEventHub(retain_events=32, max_pending=1000)
+    await hub.create("s")
+    for i in range(32):
+        await hub.publish("s", text(i))
+    replay = hub.subscribe("s")
+    assert [e.seq for e in await anext(replay)] == list(range(1, 33))  # all retained
+    for i in range(32, 100):  # trimmed past where the reader stands
+        await hub.publish("s", text(i))
+    with pytest.raises(SubscriberTooSlow):
+        await anext(replay)
