@@ -110,7 +110,11 @@ async def _start(
     if cancel_on_disconnect:
         chunks = _cancel_when_dropped(chunks, service, run.project_id, run.run_id)
     return sse.event_stream(
-        chunks, settings.ping_interval_s, settings.send_timeout_s, service.note_slow_subscriber
+        chunks,
+        settings.ping_interval_s,
+        settings.send_timeout_s,
+        service.note_slow_subscriber,
+        request.app.state.streams,
     )
 
 
@@ -180,6 +184,7 @@ async def stream_events(
         settings.ping_interval_s,
         settings.send_timeout_s,
         service.note_slow_subscriber,
+        request.app.state.streams,
     )
 
 
@@ -276,11 +281,13 @@ def create_app(gateway: Gateway) -> FastAPI:
         finally:
             # Normally `serve` drains runs before this point; this covers other hosts.
             await gateway.service.shutdown(gateway.settings.shutdown_grace_s)
+            app.state.streams.close_all()
             control.cancel()
 
     app = FastAPI(title="agent-gateway", version="0.1.0", lifespan=lifespan)
     _document_providers(app, gateway.registry.names())
     app.state.gateway = gateway
+    app.state.streams = sse.OpenStreams()
     app.state.metrics = Metrics(gateway.service)
     install_error_handlers(app, _methods_of_path)
     app.include_router(router)

@@ -39,8 +39,13 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
+        headers = Headers(scope=scope)
+        if "content-length" not in headers and "transfer-encoding" not in headers:
+            # No body (HTTP/1.1): nothing to limit, and no wrapper on every chunk a stream sends.
+            await self._app(scope, receive, send)
+            return
         too_large = PayloadTooLarge(f"the request body is over {self._max_bytes} bytes")
-        length = Headers(scope=scope).get("content-length")
+        length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self._max_bytes:
             await send_error(send, too_large)
             return

@@ -63,8 +63,6 @@ def _is_loopback(host: str) -> bool:
 
 
 def serve(settings: Settings) -> int:
-    from sse_starlette.sse import AppStatus
-
     from handlers.api import create_app
     from handlers.bootstrap import build_gateway
     from handlers.limits import head_timeout_protocol
@@ -79,16 +77,17 @@ def serve(settings: Settings) -> int:
         )
         return 2
     gateway = build_gateway(settings)
-    # Streams end on their own once their run is done; we drain runs before uvicorn stops.
-    AppStatus.disable_automatic_graceful_drain()
+    app = create_app(gateway)
 
     async def drain() -> None:
+        # Streams end on their own once their run is done: runs first, then what is left
+        # (streams of other replicas' runs, a frozen client), before uvicorn stops.
         log.info("stopping: cancelling %d running agents", gateway.service.active_count)
         await gateway.service.shutdown(settings.shutdown_grace_s)
-        AppStatus.should_exit = True  # end any stream still open (for instance a frozen client)
+        app.state.streams.close_all()
 
     config = uvicorn.Config(
-        create_app(gateway),
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,

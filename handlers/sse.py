@@ -1,16 +1,17 @@
 """The one module that knows the SSE wire format: events are encoded here, once each, and
-sse-starlette sends the bytes (pings, send timeouts, disconnects)."""
+sent by a lean streaming response (pings, send timeouts, disconnects)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import orjson
-from sse_starlette import EventSourceResponse, ServerSentEvent
-from sse_starlette.sse import SendTimeoutError
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from domain.model import DoneEvent, ErrorEvent, GapEvent, OutputEvent, SequencedEvent, StreamEvent
@@ -111,20 +112,154 @@ def encode_unsequenced(event: str, data: Any) -> bytes:
     return b"event: %s\ndata: %s\n\n" % (event.encode(), to_json(data))
 
 
-def ping() -> ServerSentEvent:
-    return ServerSentEvent(comment="ping", sep=SEPARATOR)
+PING = b": ping\n\n"
 
 
-class _EventStream(EventSourceResponse):
-    def __init__(self, on_send_timeout: Callable[[], None], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+class OpenStreams:
+    """The event streams an app is serving, so that a stopping server can end them all
+    cleanly (their clients resume elsewhere with Last-Event-ID)."""
+
+    def __init__(self) -> None:
+        self._streams: set[EventStream] = set()
+
+    def add(self, stream: EventStream) -> None:
+        self._streams.add(stream)
+
+    def discard(self, stream: EventStream) -> None:
+        self._streams.discard(stream)
+
+    def close_all(self) -> None:
+        for stream in list(self._streams):
+            stream.close()
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+
+class EventStream(Response):
+    """A `text/event-stream` ASGI response, lean on the hot path: each chunk is one send,
+    with no timer of its own. One watchdog per stream, which sleeps until its next deadline,
+    sends `: ping` after `ping_interval_s` of silence, cuts a client that has not taken a
+    chunk within `send_timeout_s` (calling `on_send_timeout`), and ends the stream when the
+    client disconnects or `close()` is called. (sse-starlette, used before, spent a cancel
+    scope on every send and four tasks on every stream.)"""
+
+    def __init__(
+        self,
+        chunks: AsyncIterator[bytes],
+        ping_interval_s: float,
+        send_timeout_s: float,
+        on_send_timeout: Callable[[], None],
+        open_streams: OpenStreams,
+    ) -> None:
+        # Not Response.__init__: it would compute a body and its length. FastAPI passes a
+        # Response through as it is, and reads only these two.
+        self.status_code = 200
+        self.background = None
+        self._chunks = chunks
+        self._ping_interval_s = ping_interval_s
+        self._send_timeout_s = send_timeout_s
         self._on_send_timeout = on_send_timeout
+        self._open_streams = open_streams
+        self._send_lock = asyncio.Lock()  # the pump's chunks and the watchdog's pings
+        self._sending_since: float | None = None  # loop time; None: not in a send
+        self._last_sent = 0.0
+        self._closing = asyncio.Event()
+
+    def close(self) -> None:
+        self._closing.set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = {"type": "http.response.start", "status": 200, "headers": _RAW_HEADERS}
+        await send(start)
+        if scope.get("method") == "HEAD":
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        loop = asyncio.get_running_loop()
+        self._last_sent = loop.time()
+        self._open_streams.add(self)
+        pump = asyncio.ensure_future(self._pump(send, loop))
         try:
-            await super().__call__(scope, receive, send)
-        except SendTimeoutError:  # an expected end, not an application error
+            ended = await self._watch(pump, receive, send, loop)
+        finally:
+            self._open_streams.discard(self)
+            if not pump.done():
+                pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump  # its own errors propagate
+        if ended == "timeout":
             self._on_send_timeout()
+            return  # the response stays unfinished: uvicorn closes the connection
+        if ended != "disconnect":
+            with contextlib.suppress(OSError):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _pump(self, send: Send, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            async for chunk in self._chunks:
+                await self._send(send, chunk, loop)
+        finally:
+            aclose = getattr(self._chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def _watch(
+        self,
+        pump: asyncio.Future[None],
+        receive: Receive,
+        send: Send,
+        loop: asyncio.AbstractEventLoop,
+    ) -> str:
+        """Returns why the stream ends: "done", "disconnect", "timeout" or "closed"."""
+        disconnect = asyncio.ensure_future(_disconnected(receive))
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            while True:
+                now = loop.time()
+                if self._sending_since is not None:
+                    due = self._sending_since + self._send_timeout_s
+                    if now >= due:
+                        return "timeout"
+                else:
+                    due = self._last_sent + self._ping_interval_s
+                    if now >= due:
+                        if not self._send_lock.locked():  # else a chunk is on its way
+                            try:
+                                async with asyncio.timeout(self._send_timeout_s):
+                                    await self._send(send, PING, loop)
+                            except TimeoutError:
+                                return "timeout"
+                        due = loop.time() + self._ping_interval_s
+                waiters: set[asyncio.Future[Any]] = {pump, disconnect, closing}
+                await asyncio.wait(waiters, timeout=due - now, return_when="FIRST_COMPLETED")
+                if pump.done():
+                    return "done"
+                if disconnect.done():
+                    return "disconnect"
+                if closing.done():
+                    return "closed"
+        finally:
+            disconnect.cancel()
+            closing.cancel()
+
+    async def _send(self, send: Send, chunk: bytes, loop: asyncio.AbstractEventLoop) -> None:
+        async with self._send_lock:
+            self._sending_since = loop.time()
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            self._sending_since = None
+            self._last_sent = loop.time()
+
+
+_RAW_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    *((k.lower().encode(), v.encode()) for k, v in HEADERS.items()),
+    (b"connection", b"keep-alive"),
+]
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def event_stream(
@@ -132,16 +267,9 @@ def event_stream(
     ping_interval_s: float,
     send_timeout_s: float,
     on_send_timeout: Callable[[], None],
-) -> EventSourceResponse:
+    open_streams: OpenStreams,
+) -> EventStream:
     """A `text/event-stream` response. A client that does not take a chunk within
     `send_timeout_s` is disconnected (and `on_send_timeout` called), so a frozen reader
     cannot hold a task forever."""
-    return _EventStream(
-        on_send_timeout,
-        content=chunks,
-        headers=HEADERS,
-        ping=ping_interval_s,
-        ping_message_factory=ping,
-        sep=SEPARATOR,
-        send_timeout=send_timeout_s,
-    )
+    return EventStream(chunks, ping_interval_s, send_timeout_s, on_send_timeout, open_streams)

@@ -184,9 +184,9 @@ def test_dropping_a_streaming_post_cancels_when_asked(start_gateway):
     wait_until(cancelled)
 
 
-def test_stream_headers_and_pings(start_gateway):
+def test_stream_headers_and_pings_while_idle(start_gateway):
     server = start_gateway(ping_interval_s=0.2)
-    started = start_run(server.url, prompt="slow ping")
+    started = start_run(server.url, prompt="children wait")  # quiet once started
     seen = b""
     with httpx.stream("GET", f"{server.url}{started['stream_url']}", timeout=10) as response:
         assert response.headers["cache-control"] == "no-cache"

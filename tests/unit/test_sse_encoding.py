@@ -55,7 +55,7 @@ def test_a_batch_is_the_concatenation_of_its_events():
 
 def test_unsequenced_events_have_no_id_and_ping_is_a_comment():
     assert sse.encode_unsequenced("run", {"a": 1}) == b'event: run\ndata: {"a":1}\n\n'
-    assert sse.ping().encode() == b": ping\n\n"
+    assert sse.PING == b": ping\n\n"
 
 
 def test_encodings_are_shared_by_object_and_never_confused_between_streams():
