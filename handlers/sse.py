@@ -190,7 +190,8 @@ class EventStream(Response):
         if ended == "timeout":
             self._on_send_timeout()
             return  # the response stays unfinished: uvicorn closes the connection
-        if ended != "disconnect":
+        if ended == "done" or (ended == "closed" and self._sending_since is None):
+            # a clean end of the chunked body (not to a client stuck in a send)
             with contextlib.suppress(OSError):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 
