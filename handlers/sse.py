@@ -16,7 +16,6 @@ from starlette.types import Receive, Scope, Send
 
 from domain.model import DoneEvent, ErrorEvent, GapEvent, OutputEvent, SequencedEvent, StreamEvent
 
-SEPARATOR = "\n"
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 EVENT_NAMES: dict[type, bytes] = {
@@ -131,9 +130,6 @@ class OpenStreams:
     def close_all(self) -> None:
         for stream in list(self._streams):
             stream.close()
-
-    def __len__(self) -> int:
-        return len(self._streams)
 
 
 class EventStream(Response):

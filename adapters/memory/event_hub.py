@@ -143,10 +143,8 @@ class MemoryEventHub:
             stream.readers -= 1
 
     def _check_pace(self, stream: _Stream, unread_from: int) -> None:
-        """Raises SubscriberTooSlow if the live events it has not read are too many (or
-        were trimmed away already)."""
-        if unread_from < stream.first_seq:
-            raise SubscriberTooSlow()
+        """Raises SubscriberTooSlow if the live events it has not read are too many.
+        The caller has checked that they are still retained."""
         pending = stream.next_seq - unread_from
         if pending > self._max_pending:
             raise SubscriberTooSlow()

@@ -9,6 +9,7 @@ import logging
 from domain.logcontext import working_for
 from domain.model import Outcome, RunStatus
 from domain.runs.active import ActiveRuns
+from domain.runs.lifecycle import record_end
 from domain.runs.outcome import final_record
 from domain.runs.stopping import RunStopper
 from domain.stats import GatewayStats
@@ -69,7 +70,4 @@ class LeaseKeeper:
             final, done = final_record(
                 run, RunStatus.FAILED, Outcome(), OWNER_LOST, self._clock.now(), None
             )
-            await self._store.save(final)
-            await self._hub.publish(run.stream_id, done)
-            self._stats.events_published += 1
-            await self._hub.close(run.stream_id)
+            await record_end(self._store, self._hub, self._stats, final, done)

@@ -12,7 +12,16 @@ from dataclasses import dataclass
 
 from domain.errors import AgentStartFailed, LimitExceeded, ProviderUnavailable, ShuttingDown
 from domain.logcontext import bind_run
-from domain.model import AgentRequest, AgentResult, ErrorEvent, Outcome, Run, RunStatus
+from domain.model import (
+    AgentRequest,
+    AgentResult,
+    DoneEvent,
+    ErrorEvent,
+    Outcome,
+    Run,
+    RunStatus,
+    StreamEvent,
+)
 from domain.registry import ProviderRegistry
 from domain.runs.active import ActiveRun, ActiveRuns, StopReason
 from domain.runs.outcome import final_record, final_status
@@ -25,6 +34,20 @@ from ports.run_control import RunControl
 from ports.run_store import RunStore
 
 log = logging.getLogger(__name__)
+
+
+async def publish(hub: EventHub, stats: GatewayStats, stream_id: str, event: StreamEvent) -> None:
+    await hub.publish(stream_id, event)
+    stats.events_published += 1
+
+
+async def record_end(
+    store: RunStore, hub: EventHub, stats: GatewayStats, final: Run, done: DoneEvent
+) -> None:
+    """The record first: whoever sees `done` (on any replica) then reads the final one."""
+    await store.save(final)
+    await publish(hub, stats, final.stream_id, done)
+    await hub.close(final.stream_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,8 +199,7 @@ class RunLifecycle:
                         continue
                     if isinstance(event, ErrorEvent):
                         self._stats.upstream_errors[run.provider] += 1
-                    await self._hub.publish(run.stream_id, event)
-                    self._stats.events_published += 1
+                    await publish(self._hub, self._stats, run.stream_id, event)
         except asyncio.CancelledError:
             failure = "run aborted: the gateway stopped before the agent finished"
             raise
@@ -186,8 +208,7 @@ class RunLifecycle:
             self._stats.upstream_errors[run.provider] += 1
             failure = f"agent error: {exc}"
             try:
-                await self._hub.publish(run.stream_id, ErrorEvent(failure))
-                self._stats.events_published += 1
+                await publish(self._hub, self._stats, run.stream_id, ErrorEvent(failure))
             except Exception:  # the hub itself may be what failed
                 log.exception("run %s: cannot publish the error", run.run_id)
         finally:
@@ -212,11 +233,7 @@ class RunLifecycle:
             active.run, status, outcome, error, self._clock.now(), round(elapsed_s * 1000)
         )
         try:
-            # The record first: whoever sees `done` (on any replica) then reads the final one.
-            await self._store.save(run)
-            await self._hub.publish(run.stream_id, done)
-            self._stats.events_published += 1
-            await self._hub.close(run.stream_id)
+            await record_end(self._store, self._hub, self._stats, run, done)
         except Exception:  # the store or hub is down: the agent has stopped all the same
             log.exception("run %s: cannot record its end (%s)", run.run_id, status)
         finally:
