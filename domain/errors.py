@@ -16,6 +16,7 @@ GatewayError
 ├── ShuttingDown            the gateway no longer accepts runs       -> 503
 ├── OwnerUnreachable        the replica running a run did not answer -> 503
 ├── LimitExceeded           a configured limit was reached           -> 429
+│   └── QueueFull           as many runs wait as the queue may hold
 ├── ProcessLost             an agent process ended without an exit status (run fails)
 └── SubscriberTooSlow       a stream reader fell too far behind (the stream ends)
 """
@@ -151,6 +152,13 @@ class LimitExceeded(GatewayError):
         super().__init__(message)
         self.limit = limit
         self.retry_after_s = retry_after_s
+
+
+class QueueFull(LimitExceeded):
+    def __init__(self, max_queued: int) -> None:
+        super().__init__(
+            "max_queued", f"{max_queued} runs are waiting in the queue; try again later", 30
+        )
 
 
 class SubscriberTooSlow(GatewayError):

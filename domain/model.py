@@ -18,10 +18,12 @@ MAX_CHAIN = 8  # providers in one fallback chain
 MAX_NAME_CHARS = 256  # a provider, model or session id
 MAX_METADATA_ENTRIES = 64
 MAX_METADATA_VALUE_CHARS = 4096
+MAX_PRIORITY = 100  # a run's priority in the queue is -MAX_PRIORITY..MAX_PRIORITY
 PROJECT_ID_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 class RunStatus(enum.StrEnum):
+    QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -30,7 +32,7 @@ class RunStatus(enum.StrEnum):
 
     @property
     def finished(self) -> bool:
-        return self is not RunStatus.RUNNING
+        return self not in (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
 class OutputType(enum.StrEnum):
@@ -64,6 +66,8 @@ class AgentRequest:
     model: str | None = None
     timeout_s: int | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    priority: int = 0  # in the queue: higher first
+    queue_timeout_s: int | None = None  # how long it may wait in the queue
 
     @classmethod
     def create(
@@ -75,6 +79,8 @@ class AgentRequest:
         model: str | None = None,
         timeout_s: int | None = None,
         metadata: Mapping[str, str] | None = None,
+        priority: int = 0,
+        queue_timeout_s: int | None = None,
     ) -> AgentRequest:
         validate_project_id(project_id)
         if not isinstance(prompt, str) or not prompt:
@@ -84,6 +90,10 @@ class AgentRequest:
             raise InvalidRequest("prompt", f"must be at most {MAX_PROMPT_BYTES} bytes")
         if timeout_s is not None and not (1 <= timeout_s <= MAX_TIMEOUT_S):
             raise InvalidRequest("timeout_s", f"must be between 1 and {MAX_TIMEOUT_S}")
+        if queue_timeout_s is not None and not (1 <= queue_timeout_s <= MAX_TIMEOUT_S):
+            raise InvalidRequest("queue_timeout_s", f"must be between 1 and {MAX_TIMEOUT_S}")
+        if not -MAX_PRIORITY <= priority <= MAX_PRIORITY:
+            raise InvalidRequest("priority", f"must be between {-MAX_PRIORITY} and {MAX_PRIORITY}")
         if isinstance(providers, str):
             providers = (providers,)
         chain = tuple(providers or ())
@@ -100,7 +110,17 @@ class AgentRequest:
             if any(ord(c) < 32 or ord(c) == 127 for c in value):  # it may become an argument
                 raise InvalidRequest(field_name, "must not contain control characters")
         _validate_metadata(metadata or {})
-        return cls(project_id, prompt, chain, session_id, model, timeout_s, dict(metadata or {}))
+        return cls(
+            project_id,
+            prompt,
+            chain,
+            session_id,
+            model,
+            timeout_s,
+            dict(metadata or {}),
+            priority,
+            queue_timeout_s,
+        )
 
 
 def _check_encodable(field_name: str, value: str) -> None:
@@ -227,13 +247,21 @@ class DoneEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class StatusEvent:
+    """The run's status changed; a queued run's `position` (1 = next) comes with it."""
+
+    status: RunStatus
+    position: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class GapEvent:
     """Events before `first_available` are no longer retained."""
 
     first_available: int
 
 
-StreamEvent = OutputEvent | ErrorEvent | DoneEvent | GapEvent
+StreamEvent = OutputEvent | ErrorEvent | StatusEvent | DoneEvent | GapEvent
 
 
 def approximate_size(event: StreamEvent) -> int:
@@ -251,7 +279,7 @@ def approximate_size(event: StreamEvent) -> int:
         return 100 + len(event.message) + len(event.partial_content or "")
     if isinstance(event, DoneEvent):
         return 200 + len(event.outcome.result or "")
-    return 100  # a gap
+    return 100  # a status or a gap
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,12 +295,13 @@ class SequencedEvent:
 
 @dataclass(frozen=True, slots=True)
 class Run:
-    """A run record. While running, `outcome` holds only the session asked for."""
+    """A run record. Until it ends, `outcome` holds only the session asked for; until it
+    leaves the queue, `provider` is None."""
 
     run_id: str
     project_id: str
     stream_id: str
-    provider: str
+    provider: str | None
     status: RunStatus
     created_at: datetime
     providers_skipped: tuple[str, ...] = ()
@@ -281,6 +310,39 @@ class Run:
     outcome: Outcome = Outcome()
     error: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedRun:
+    """A run waiting for capacity: what it takes to start it on any replica. `deadline`
+    is when it stops waiting (its queue_timeout_s), if it has one."""
+
+    run_id: str
+    stream_id: str
+    request: AgentRequest
+    queued_at: datetime
+    deadline: datetime | None = None
+
+    @property
+    def project_id(self) -> str:
+        return self.request.project_id
+
+    @property
+    def priority(self) -> int:
+        return self.request.priority
+
+    def waiting(self) -> WaitingRun:
+        return WaitingRun(self.run_id, self.project_id, self.priority, self.queued_at)
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingRun:
+    """A queued run as the queue's listing shows it (without its request)."""
+
+    run_id: str
+    project_id: str
+    priority: int
+    queued_at: datetime
 
 
 # --- conversations kept by the gateway ------------------------------------------------------

@@ -40,6 +40,8 @@ class GatewayStats:
     runs_started: Counter[str] = field(default_factory=Counter)  # by provider
     runs_finished: Counter[tuple[str, str]] = field(default_factory=Counter)  # provider, status
     run_seconds: dict[str, Histogram] = field(default_factory=dict)  # by provider
+    runs_queued: int = 0  # runs that waited in the queue
+    ended_in_queue: Counter[str] = field(default_factory=Counter)  # by status: never ran
     cancels: int = 0
     stop_seconds: Histogram = field(default_factory=lambda: Histogram(STOP_SECONDS_BUCKETS))
     upstream_errors: Counter[str] = field(default_factory=Counter)  # by provider

@@ -18,7 +18,7 @@ from domain.ratelimit import TokenBuckets
 from domain.registry import ProviderRegistry
 from domain.runs import RunService
 from handlers import sse
-from handlers.auth import Access, AuthMiddleware, authorize
+from handlers.auth import Access, AuthMiddleware, authorize, may_read
 from handlers.bootstrap import Gateway
 from handlers.errors import install_error_handlers
 from handlers.limits import BodyLimitMiddleware, RateLimitMiddleware
@@ -27,6 +27,7 @@ from handlers.schemas import (
     ClaudeRunBody,
     ErrorBody,
     ProviderInfo,
+    QueueEntry,
     RunRecord,
     RunStarted,
     StartRunBody,
@@ -89,6 +90,8 @@ def _start_request(project_id: str, body: StartRunBody) -> AgentRequest:
         model=body.model,
         timeout_s=body.timeout_s,
         metadata=body.metadata,
+        priority=body.priority,
+        queue_timeout_s=body.queue_timeout_s,
     )
 
 
@@ -215,6 +218,17 @@ async def cancel_run(
     """Stops the run; answers once the agent has stopped."""
     authorize(request, project_id, Role.RUN)
     return RunRecord.from_domain(await service.cancel(project_id, run_id))
+
+
+@router.get("/queue", response_model=list[QueueEntry])
+async def list_queue(request: Request, service: Service) -> list[QueueEntry]:
+    """The runs waiting to start, next first (positions count the whole deployment's
+    queue); only the projects the caller's key may read."""
+    return [
+        QueueEntry.from_domain(waiting, position)
+        for position, waiting in enumerate(await service.queue(), 1)
+        if may_read(request, waiting.project_id)
+    ]
 
 
 @router.get("/providers", response_model=list[ProviderInfo])

@@ -119,6 +119,12 @@ class AuthMiddleware:
         return None
 
 
+def may_read(request: Request, project_id: str) -> bool:
+    """Whether the caller may see this project's runs (for listings across projects)."""
+    caller: ApiKey | None = getattr(request.state, "caller", None)
+    return caller is None or caller.allows(project_id)
+
+
 def authorize(request: Request, project_id: str, role: Role) -> None:
     """Raises unless the caller may act on this project with this role. Another project's
     resources are 404, not 403, so ids do not leak."""

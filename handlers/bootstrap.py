@@ -90,7 +90,12 @@ def build_runner(settings: Settings) -> ProcessRunner:
 
 def build_storage(settings: Settings, clock: Clock) -> Storage:
     if settings.event_backend == "memory":
-        from adapters.memory import LocalRunControl, MemoryEventHub, MemoryRunStore
+        from adapters.memory import (
+            LocalRunControl,
+            MemoryEventHub,
+            MemoryRunQueue,
+            MemoryRunStore,
+        )
 
         hub = MemoryEventHub(
             retain_events=settings.retain_events,
@@ -99,11 +104,11 @@ def build_storage(settings: Settings, clock: Clock) -> Storage:
             retention_s=settings.stream_retention_s,
             monotonic=clock.monotonic,
         )
-        return Storage(hub, MemoryRunStore(), LocalRunControl())
+        return Storage(hub, MemoryRunStore(), LocalRunControl(), MemoryRunQueue())
     from adapters.redis_store import open_redis
 
     try:
-        hub, store, control = open_redis(
+        hub, store, control, queue = open_redis(
             settings.redis_url,
             settings.retain_events,
             settings.stream_retention_s,
@@ -112,7 +117,7 @@ def build_storage(settings: Settings, clock: Clock) -> Storage:
         )
     except ValueError as exc:
         raise SettingsError(f"{ENV_PREFIX}REDIS_URL={settings.redis_url!r}: {exc}") from exc
-    return Storage(hub, store, control)
+    return Storage(hub, store, control, queue)
 
 
 def build_agent(
@@ -186,6 +191,7 @@ def build_gateway(
     limits = RunLimits(
         max_runs=settings.max_runs,
         max_runs_per_project=settings.max_runs_per_project,
+        max_queued=settings.max_queued,
         max_subscribers=settings.max_subscribers,
         max_subscribers_per_stream=settings.max_subscribers_per_stream,
     )

@@ -68,6 +68,9 @@ class StreamFollower:
             self._line(f"[{data.get('type')}] {_summary(data)}")
         elif event.event == "error":
             self._line(f"[error] {data.get('message')}")
+        elif event.event == "status":
+            position = data.get("position")
+            self._line(f"[{data.get('status')}]" + (f" position {position}" if position else ""))
         elif event.event == "gap":
             self._line(f"[gap] events before {data.get('first_available')} are gone")
         elif event.event == "done":

@@ -55,6 +55,17 @@ class _GatewayCollector:
         for provider, histogram in sorted(stats.run_seconds.items()):
             _add(durations, [provider], histogram)
         yield durations
+        yield CounterMetricFamily(
+            PREFIX + "runs_queued", "Runs that waited in the queue", stats.runs_queued
+        )
+        ended = CounterMetricFamily(
+            PREFIX + "runs_ended_in_queue",
+            "Runs that ended before they left the queue, by status",
+            labels=["status"],
+        )
+        for status, count in sorted(stats.ended_in_queue.items()):
+            ended.add_metric([status], count)
+        yield ended
         yield CounterMetricFamily(PREFIX + "cancels", "Runs stopped by a cancel", stats.cancels)
         stop = _histogram("cancel_stop_seconds", "From a cancel request to the agent's stop", [])
         _add(stop, [], stats.stop_seconds)

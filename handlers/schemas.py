@@ -5,22 +5,36 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from domain.model import (
     MAX_CHAIN,
     MAX_METADATA_ENTRIES,
     MAX_METADATA_VALUE_CHARS,
     MAX_NAME_CHARS,
+    MAX_PRIORITY,
     MAX_TIMEOUT_S,
     Capabilities,
     Run,
+    WaitingRun,
 )
 
 # A provider, model or session id may become a command-line argument: no control characters.
 Name = Annotated[
     str, Field(min_length=1, max_length=MAX_NAME_CHARS, pattern=r"^[^\x00-\x1f\x7f]+$")
 ]
+
+
+def _not_bool(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError("must be an integer, not a boolean")
+    return value
+
+
+# Integers of the body: JSON's `true`/`false` are refused, not read as 1/0.
+# (The constraints come first, or the OpenAPI document spells them `ge`/`le`.)
+Seconds = Annotated[int, Field(ge=1, le=MAX_TIMEOUT_S), BeforeValidator(_not_bool)]
+Priority = Annotated[int, Field(ge=-MAX_PRIORITY, le=MAX_PRIORITY), BeforeValidator(_not_bool)]
 
 
 class StartRunBody(BaseModel):
@@ -32,7 +46,9 @@ class StartRunBody(BaseModel):
     )
     session_id: Name | None = None
     model: Name | None = None
-    timeout_s: int | None = Field(None, ge=1, le=MAX_TIMEOUT_S)
+    timeout_s: Seconds | None = None
+    priority: Priority = Field(0, description="in the queue: higher first")
+    queue_timeout_s: Seconds | None = Field(None, description="how long it may wait queued")
     metadata: (
         Annotated[
             dict[
@@ -56,7 +72,7 @@ class RunStarted(BaseModel):
     stream_id: str
     stream_url: str
     cancel_url: str
-    provider: str
+    provider: str | None  # None while the run waits in the queue
     status: str
 
     @classmethod
@@ -75,7 +91,7 @@ class RunRecord(BaseModel):
     run_id: str
     project_id: str
     stream_id: str
-    provider: str
+    provider: str | None
     providers_skipped: list[str]
     status: str
     created_at: datetime
@@ -109,6 +125,24 @@ class RunRecord(BaseModel):
             cost_usd=outcome.cost_usd,
             error=run.error,
             metadata=dict(run.metadata),
+        )
+
+
+class QueueEntry(BaseModel):
+    run_id: str
+    project_id: str
+    priority: int
+    position: int
+    queued_at: datetime
+
+    @classmethod
+    def from_domain(cls, waiting: WaitingRun, position: int) -> QueueEntry:
+        return cls(
+            run_id=waiting.run_id,
+            project_id=waiting.project_id,
+            priority=waiting.priority,
+            position=position,
+            queued_at=waiting.queued_at,
         )
 
 

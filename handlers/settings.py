@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     lease_ttl_s: float = Field(15.0, gt=0)  # a dead replica's runs fail after this
     max_runs: int = Field(200, ge=1)  # concurrent runs on one replica
     max_runs_per_project: int = Field(20, ge=1)
+    max_queued: int = Field(10_000, ge=0)  # runs waiting, per deployment; 0 = no queue
     max_subscribers: int = Field(10_000, ge=1)  # open event streams on one replica
     max_subscribers_per_stream: int = Field(1_000, ge=1)
     rate_limit_per_s: float = Field(20.0, ge=0)  # requests per key; 0 = no limit

@@ -14,13 +14,22 @@ import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from domain.model import DoneEvent, ErrorEvent, GapEvent, OutputEvent, SequencedEvent, StreamEvent
+from domain.model import (
+    DoneEvent,
+    ErrorEvent,
+    GapEvent,
+    OutputEvent,
+    SequencedEvent,
+    StatusEvent,
+    StreamEvent,
+)
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 EVENT_NAMES: dict[type, bytes] = {
     OutputEvent: b"output",
     ErrorEvent: b"error",
+    StatusEvent: b"status",
     DoneEvent: b"done",
     GapEvent: b"gap",
 }
@@ -38,6 +47,10 @@ def event_data(event: StreamEvent) -> dict[str, Any]:
         if event.partial_content is not None:
             data["partial_content"] = event.partial_content
         return data
+    if isinstance(event, StatusEvent):
+        if event.position is None:
+            return {"status": event.status}
+        return {"status": event.status, "position": event.position}
     if isinstance(event, DoneEvent):
         outcome = event.outcome
         return {

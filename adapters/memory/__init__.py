@@ -1,5 +1,6 @@
 from adapters.memory.event_hub import MemoryEventHub
 from adapters.memory.run_control import LocalRunControl
+from adapters.memory.run_queue import MemoryRunQueue
 from adapters.memory.run_store import MemoryRunStore
 
-__all__ = ["LocalRunControl", "MemoryEventHub", "MemoryRunStore"]
+__all__ = ["LocalRunControl", "MemoryEventHub", "MemoryRunQueue", "MemoryRunStore"]

@@ -2,15 +2,16 @@ import redis.asyncio as redis
 
 from adapters.redis_store.event_hub import RedisEventHub
 from adapters.redis_store.run_control import RedisRunControl
+from adapters.redis_store.run_queue import RedisRunQueue
 from adapters.redis_store.run_store import RedisRunStore
 
-__all__ = ["RedisEventHub", "RedisRunControl", "RedisRunStore", "open_redis"]
+__all__ = ["RedisEventHub", "RedisRunControl", "RedisRunQueue", "RedisRunStore", "open_redis"]
 
 
 def open_redis(
     url: str, retain_events: int, retention_s: float, max_pending: int, max_connections: int
-) -> tuple[RedisEventHub, RedisRunStore, RedisRunControl]:
-    """Hub, store and control sharing one client (it connects on first use). Past
+) -> tuple[RedisEventHub, RedisRunStore, RedisRunControl, RedisRunQueue]:
+    """Hub, store, control and queue sharing one client (it connects on first use). Past
     `max_connections` a command waits for a free connection instead of failing: every
     followed stream holds one for its blocking read."""
     pool = redis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=20)
@@ -18,4 +19,4 @@ def open_redis(
     hub = RedisEventHub(
         client, retain_events=retain_events, retention_s=retention_s, max_pending=max_pending
     )
-    return hub, RedisRunStore(client), RedisRunControl(client)
+    return hub, RedisRunStore(client), RedisRunControl(client), RedisRunQueue(client)

@@ -12,15 +12,18 @@ from typing import Any
 import orjson
 
 from domain.model import (
+    AgentRequest,
     DoneEvent,
     ErrorEvent,
     GapEvent,
     Outcome,
     OutputEvent,
     OutputType,
+    QueuedRun,
     Run,
     RunStatus,
     Session,
+    StatusEvent,
     StreamEvent,
     Turn,
     TurnRole,
@@ -50,6 +53,8 @@ def encode_event(event: StreamEvent) -> bytes:
             data["r"] = event.raw
     elif isinstance(event, ErrorEvent):
         data = {"k": "e", "m": event.message, "p": event.partial_content}
+    elif isinstance(event, StatusEvent):
+        data = {"k": "s", "s": event.status, "n": event.position}
     elif isinstance(event, DoneEvent):
         data = {
             "k": "d",
@@ -71,6 +76,8 @@ def decode_event(text: str | bytes) -> StreamEvent:
         return OutputEvent(OutputType(data["t"]), data["c"], data.get("f", {}), data.get("r"))
     if kind == "e":
         return ErrorEvent(data["m"], data["p"])
+    if kind == "s":
+        return StatusEvent(RunStatus(data["s"]), data["n"])
     if kind == "d":
         status = RunStatus(data["s"])
         return DoneEvent(status, Outcome(**data["o"]), data["ms"], data["pv"], data["er"])
@@ -106,3 +113,31 @@ def decode_session(text: str | bytes) -> Session:
     data = _loads(text)
     turns = tuple(Turn(TurnRole(t["role"]), t["content"]) for t in data["turns"])
     return Session(data["session_id"], data["project_id"], turns)
+
+
+def encode_queued(entry: QueuedRun) -> bytes:
+    request = asdict(entry.request)
+    request["metadata"] = dict(entry.request.metadata)
+    return _dumps(
+        {
+            "run_id": entry.run_id,
+            "stream_id": entry.stream_id,
+            "request": request,
+            "queued_at": entry.queued_at.isoformat(),
+            "deadline": entry.deadline.isoformat() if entry.deadline else None,
+        }
+    )
+
+
+def decode_queued(text: str | bytes) -> QueuedRun:
+    data = _loads(text)
+    request = data["request"]
+    request["providers"] = tuple(request["providers"])
+    deadline = data["deadline"]
+    return QueuedRun(
+        data["run_id"],
+        data["stream_id"],
+        AgentRequest(**request),
+        datetime.fromisoformat(data["queued_at"]),
+        datetime.fromisoformat(deadline) if deadline else None,
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 from collections import Counter
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ class ActiveRun:
     """One running run. `finished` is set once its `done` is published (or could not be)."""
 
     run: Run
+    provider: str
     execution: AgentRun
     request: AgentRequest
     stop_reason: StopReason | None = None
@@ -33,11 +35,16 @@ class ActiveRun:
 
 
 class ActiveRuns:
-    """Runs driven by this replica, by run id. All methods run on one event loop."""
+    """Runs driven by this replica, by run id, and the runs whose agent is starting (they
+    count against the limits already). `freed` is set whenever a run leaves, for whoever
+    waits for room (the queue). All methods run on one event loop."""
 
     def __init__(self) -> None:
         self._runs: dict[str, ActiveRun] = {}
-        self._by_project: Counter[str] = Counter()  # checked at every start: no scan
+        self._starting: dict[str, str] = {}  # run id -> project id
+        self._cancel_asked: set[str] = set()  # of starting runs
+        self._by_project: Counter[str] = Counter()  # active and starting: no scan per start
+        self.freed = asyncio.Event()
 
     def add(self, active: ActiveRun) -> None:
         self._runs[active.run.run_id] = active
@@ -46,10 +53,35 @@ class ActiveRuns:
     def remove(self, run_id: str) -> None:
         active = self._runs.pop(run_id, None)
         if active is not None:
-            project_id = active.run.project_id
-            self._by_project[project_id] -= 1
-            if not self._by_project[project_id]:
-                del self._by_project[project_id]
+            self._uncount(active.run.project_id)
+
+    @contextlib.contextmanager
+    def reserved(self, run_id: str, project_id: str) -> Iterator[None]:
+        """Counts a run whose agent is starting, until it is added (or failed to start)."""
+        self._starting[run_id] = project_id
+        self._by_project[project_id] += 1
+        try:
+            yield
+        finally:
+            del self._starting[run_id]
+            self._cancel_asked.discard(run_id)
+            self._uncount(project_id)
+
+    def _uncount(self, project_id: str) -> None:
+        self._by_project[project_id] -= 1
+        if not self._by_project[project_id]:
+            del self._by_project[project_id]
+        self.freed.set()
+
+    def ask_cancel(self, run_id: str) -> bool:
+        """Marks a starting run to be stopped as soon as it runs; False if none starts."""
+        if run_id not in self._starting:
+            return False
+        self._cancel_asked.add(run_id)
+        return True
+
+    def cancel_asked(self, run_id: str) -> bool:
+        return run_id in self._cancel_asked
 
     def get(self, run_id: str) -> ActiveRun | None:
         return self._runs.get(run_id)
@@ -57,8 +89,14 @@ class ActiveRuns:
     def ids(self) -> list[str]:
         return list(self._runs)
 
-    def in_project(self, project_id: str) -> int:
+    def occupied(self, project_id: str | None = None) -> int:
+        """Runs running or starting, in all or in one project."""
+        if project_id is None:
+            return len(self._runs) + len(self._starting)
         return self._by_project[project_id]
+
+    def projects_at(self, limit: int) -> set[str]:
+        return {project for project, count in self._by_project.items() if count >= limit}
 
     def __len__(self) -> int:
         return len(self._runs)

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from domain.errors import AgentStartFailed, LimitExceeded, ProviderUnavailable, ShuttingDown
+from domain.errors import AgentStartFailed, ProviderUnavailable, ShuttingDown
 from domain.logcontext import bind_run
 from domain.model import (
     AgentRequest,
@@ -20,6 +20,7 @@ from domain.model import (
     Outcome,
     Run,
     RunStatus,
+    StatusEvent,
     StreamEvent,
 )
 from domain.registry import ProviderRegistry
@@ -52,10 +53,12 @@ async def record_end(
 
 @dataclass(frozen=True, slots=True)
 class RunLimits:
-    """Concurrent runs and open event streams on one replica; None = no limit."""
+    """Concurrent runs and open event streams on one replica, and runs waiting in the
+    queue of the deployment; None = no limit."""
 
     max_runs: int | None = None
     max_runs_per_project: int | None = None
+    max_queued: int = 10_000
     max_subscribers: int | None = None
     max_subscribers_per_stream: int | None = None
 
@@ -90,17 +93,59 @@ class RunLifecycle:
         self._lease_ttl_s = lease_ttl_s
         self.accepting = True
 
-    async def start(self, request: AgentRequest) -> Run:
-        """Starts the agent, then answers. A provider of the chain that is unavailable or
-        fails to start is skipped (the reason is recorded); if none starts, the last
-        failure is raised (ProviderUnavailable: 503)."""
+    def admit(self, request: AgentRequest) -> None:
+        """Refuses a run this replica cannot take at all: the gateway is stopping, or the
+        chain names an unknown provider (checked before the run waits in the queue)."""
         if not self.accepting:
             raise ShuttingDown()
-        self._check_limits(request.project_id)
+        for name in request.providers:
+            self._registry.get(name)
+
+    def has_room(self, project_id: str | None = None) -> bool:
+        """Whether the limits let one more run (of this project) start on this replica."""
+        limits = self._limits
+        if limits.max_runs is not None and self._active.occupied() >= limits.max_runs:
+            return False
+        per_project = limits.max_runs_per_project
+        if project_id is None or per_project is None:
+            return True
+        return self._active.occupied(project_id) < per_project
+
+    def full_projects(self) -> set[str]:
+        """The projects whose per-project limit is reached on this replica."""
+        per_project = self._limits.max_runs_per_project
+        return set() if per_project is None else self._active.projects_at(per_project)
+
+    async def start(self, request: AgentRequest) -> Run:
+        """Starts the agent at once (the caller checked `has_room`) and answers with the
+        running record; ProviderUnavailable (503) if no provider of the chain starts."""
         run_id = self._new_id()
         bind_run(run_id, request.project_id)
+        with self._active.reserved(run_id, request.project_id):
+            provider, execution, skipped = await self.start_agent(run_id, request)
+            now = self._clock.now()
+            run = Run(
+                run_id=run_id,
+                project_id=request.project_id,
+                stream_id=self._new_id(),
+                provider=provider,
+                status=RunStatus.RUNNING,
+                created_at=now,
+                started_at=now,
+                providers_skipped=skipped,
+                outcome=Outcome(session_id=request.session_id),
+                metadata=request.metadata,
+            )
+            return await self.launch(run, execution, request)
+
+    async def start_agent(
+        self, run_id: str, request: AgentRequest
+    ) -> tuple[str, AgentRun, tuple[str, ...]]:
+        """(provider, execution, skipped): a provider of the chain that is unavailable or
+        fails to start is skipped (the reason is kept); if none starts, the last failure is
+        raised (ProviderUnavailable)."""
         chain = request.providers or (self._registry.default_name(),)
-        agents = [(name, self._registry.get(name)) for name in chain]  # unknown names fail first
+        agents = [(name, self._registry.get(name)) for name in chain]
         skipped: list[str] = []
         detail = ""
         for name, agent in agents:
@@ -116,55 +161,27 @@ class RunLifecycle:
                 detail = exc.detail
                 skipped.append(f"{name}: {detail}")
                 continue
-            return await self._launch(run_id, name, execution, request, tuple(skipped))
+            return name, execution, tuple(skipped)
         raise ProviderUnavailable(
             ",".join(chain), "; ".join(skipped) if len(agents) > 1 else detail
         )
 
-    def _check_limits(self, project_id: str) -> None:
-        limits = self._limits
-        if limits.max_runs is not None and len(self._active) >= limits.max_runs:
-            raise LimitExceeded(
-                "max_runs", f"{limits.max_runs} runs are running; try again later", 5
-            )
-        per_project = limits.max_runs_per_project
-        if per_project is not None:
-            running = self._active.in_project(project_id)
-            if running >= per_project:
-                raise LimitExceeded(
-                    "max_runs_per_project",
-                    f"project {project_id!r} has {running} runs running (at most {per_project})",
-                    5,
-                )
-
-    async def _launch(
-        self,
-        run_id: str,
-        provider: str,
-        execution: AgentRun,
-        request: AgentRequest,
-        skipped: tuple[str, ...],
+    async def launch(
+        self, run: Run, execution: AgentRun, request: AgentRequest, from_queue: bool = False
     ) -> Run:
-        now = self._clock.now()
-        run = Run(
-            run_id=run_id,
-            project_id=request.project_id,
-            stream_id=self._new_id(),
-            provider=provider,
-            status=RunStatus.RUNNING,
-            created_at=now,
-            started_at=now,
-            providers_skipped=skipped,
-            outcome=Outcome(session_id=request.session_id),
-            metadata=request.metadata,
-        )
+        """Records the running run and drives its agent. A run from the queue already has
+        its stream, and its `status running` event comes first."""
+        run_id, provider = run.run_id, run.provider
+        assert provider is not None, "a running run has its provider"
         # Active before it is recorded: a cancel that finds the record finds the run.
-        active = ActiveRun(run, execution, request)
+        active = ActiveRun(run, provider, execution, request)
         self._active.add(active)
         try:
             await self._hub.create(run.stream_id)
             await self._store.save(run)
             await self._control.claim(run.run_id, self._lease_ttl_s)
+            if from_queue:
+                await publish(self._hub, self._stats, run.stream_id, StatusEvent(run.status))
         except BaseException:
             self._active.remove(run_id)
             await self._abandon(run_id, execution)
@@ -172,6 +189,8 @@ class RunLifecycle:
         active.driver = asyncio.create_task(self._drive(active), name=f"run-{run_id}")
         self._stats.runs_started[provider] += 1
         log.info("run started: provider %s", provider)
+        if self._active.cancel_asked(run_id):  # cancelled while its agent was starting
+            self._stopper.request(active, StopReason.CANCELLED)
         return run
 
     @staticmethod
@@ -198,14 +217,14 @@ class RunLifecycle:
                         result = event
                         continue
                     if isinstance(event, ErrorEvent):
-                        self._stats.upstream_errors[run.provider] += 1
+                        self._stats.upstream_errors[active.provider] += 1
                     await publish(self._hub, self._stats, run.stream_id, event)
         except asyncio.CancelledError:
             failure = "run aborted: the gateway stopped before the agent finished"
             raise
         except Exception as exc:  # the agent crashed: report it on the stream, never lose done
-            log.exception("run %s: agent %s failed", run.run_id, run.provider)
-            self._stats.upstream_errors[run.provider] += 1
+            log.exception("run %s: agent %s failed", run.run_id, active.provider)
+            self._stats.upstream_errors[active.provider] += 1
             failure = f"agent error: {exc}"
             try:
                 await publish(self._hub, self._stats, run.stream_id, ErrorEvent(failure))
@@ -246,7 +265,7 @@ class RunLifecycle:
             log.exception("run %s: cannot release its lease", run.run_id)
 
     def _count_finished(self, active: ActiveRun, status: RunStatus, elapsed_s: float) -> None:
-        self._stats.run_finished(active.run.provider, status, elapsed_s)
+        self._stats.run_finished(active.provider, status, elapsed_s)
         if status is RunStatus.CANCELLED and active.stop_requested_at is not None:
             self._stats.cancels += 1
             self._stats.stop_seconds.observe(self._clock.monotonic() - active.stop_requested_at)

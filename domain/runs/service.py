@@ -12,11 +12,19 @@ from dataclasses import dataclass
 from domain.clock import SystemClock
 from domain.errors import RunNotFound
 from domain.logcontext import bind_run
-from domain.model import AgentRequest, Run, SequencedEvent, validate_project_id
+from domain.model import (
+    AgentRequest,
+    Run,
+    RunStatus,
+    SequencedEvent,
+    WaitingRun,
+    validate_project_id,
+)
 from domain.registry import ProviderRegistry
 from domain.runs.active import ActiveRuns
 from domain.runs.leases import LeaseKeeper
 from domain.runs.lifecycle import RunLifecycle, RunLimits
+from domain.runs.queueing import RunQueueing
 from domain.runs.readiness import unreachable_backends
 from domain.runs.stopping import RunStopper
 from domain.runs.subscribers import Subscribers
@@ -24,6 +32,7 @@ from domain.stats import GatewayStats
 from ports.clock import Clock
 from ports.event_hub import EventHub
 from ports.run_control import RunControl
+from ports.run_queue import RunQueue
 from ports.run_store import RunStore
 
 log = logging.getLogger(__name__)
@@ -36,11 +45,13 @@ def new_secret_id() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Storage:
-    """Where runs live: the event streams, the records, and what replicas tell each other."""
+    """Where runs live: the event streams, the records, what replicas tell each other, and
+    the runs that wait."""
 
     hub: EventHub
     store: RunStore
     control: RunControl
+    queue: RunQueue
 
 
 class RunService:
@@ -60,6 +71,7 @@ class RunService:
         limits = limits or RunLimits()
         self.stats = GatewayStats()
         self._storage = storage
+        self._new_id = new_id
         self._active = ActiveRuns()
         self._background: set[asyncio.Task[Run]] = set()
         self._stopper = RunStopper(self._active, storage.hub, storage.control, clock)
@@ -86,6 +98,16 @@ class RunService:
             clock,
             lease_ttl_s,
         )
+        self._queueing = RunQueueing(
+            storage.queue,
+            self._lifecycle,
+            self._active,
+            storage.hub,
+            storage.store,
+            self.stats,
+            clock,
+            limits.max_queued,
+        )
         self._subscribers = Subscribers(
             storage.hub,
             storage.store,
@@ -99,12 +121,19 @@ class RunService:
         return len(self._active)
 
     async def start(self, request: AgentRequest) -> Run:
+        """Starts the run now if this replica has room and nobody waits; else it queues."""
+        self._lifecycle.admit(request)
+        if await self._queueing.should_queue(request.project_id):
+            return await self._queueing.enqueue(request, self._new_id(), self._new_id())
         return await self._lifecycle.start(request)
 
     async def cancel(self, project_id: str, run_id: str) -> Run:
-        """Stops the run; returns its final record once the agent has stopped."""
+        """Stops the run; returns its final record once the agent has stopped (at once if
+        it was still waiting in the queue)."""
         run = await self.get(project_id, run_id)
         bind_run(run_id, project_id)
+        if run.status is RunStatus.QUEUED and await self._queueing.cancel_waiting(run):
+            return await self.get(project_id, run_id)
         await self._stopper.cancel(run)
         return await self.get(project_id, run_id)
 
@@ -130,6 +159,10 @@ class RunService:
         validate_project_id(project_id)
         return await self._storage.store.list_for_project(project_id, limit)
 
+    async def queue(self) -> list[WaitingRun]:
+        """The waiting runs of the deployment, next first."""
+        return await self._queueing.listing()
+
     async def open_stream(
         self, project_id: str, stream_id: str, after_seq: int = 0
     ) -> AsyncGenerator[list[SequencedEvent], None]:
@@ -139,13 +172,21 @@ class RunService:
         self._subscribers.note_slow()
 
     async def serve_control(self) -> None:
-        """Runs until cancelled: cancel requests of other replicas, leases, orphans."""
-        await self._leases.serve()
+        """Runs until cancelled: cancel requests of other replicas, leases, orphans, and
+        the queue (starts, timeouts, positions)."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._leases.serve())
+            tasks.create_task(self._queueing.serve())
 
     async def shutdown(self, grace_s: float) -> None:
-        """Refuses new runs, stops every running agent, and returns once all have
-        published `done` (killing what is left after `grace_s`)."""
+        """Refuses new runs, ends the runs waiting in a queue that dies with this process,
+        stops every running agent, and returns once all have published `done` (killing
+        what is left after `grace_s`)."""
         self._lifecycle.accepting = False
+        try:
+            await self._queueing.end_waiting()
+        except Exception:  # the backend is down: the running agents must stop all the same
+            log.exception("cannot end the runs waiting in the queue")
         await self._stopper.stop_all(grace_s)
 
     async def unreachable_backends(self) -> list[str]:

@@ -21,6 +21,8 @@ class RunStopper:
     """Asks agents to stop and waits until they have. The drive task of each run publishes
     its `done` (domain/runs/lifecycle.py); this module only starts the stop and waits."""
 
+    ASK_AGAIN_S = 2.0
+
     def __init__(
         self,
         active: ActiveRuns,
@@ -62,13 +64,29 @@ class RunStopper:
             return
         if run.status.finished:
             return
-        await self._control.request_cancel(run.run_id)
+        asking = None
+        if not self._active.ask_cancel(run.run_id):  # not starting here: another replica's
+            await self._control.request_cancel(run.run_id)
+            # Asked again until `done`: a replica that was still taking the run from the
+            # queue when the first request went out may not have known it yet.
+            asking = asyncio.create_task(self._ask_again(run.run_id))
         try:
             async with asyncio.timeout(self._remote_wait_s):
                 async for _ in self._hub.subscribe(run.stream_id):
                     pass  # the stream ends after `done`
         except TimeoutError:
             raise OwnerUnreachable(run.run_id) from None
+        finally:
+            if asking is not None:
+                asking.cancel()
+
+    async def _ask_again(self, run_id: str) -> None:
+        while True:
+            await self._clock.sleep(self.ASK_AGAIN_S)
+            try:
+                await self._control.request_cancel(run_id)
+            except Exception:  # the wait for `done` decides; this was only a reminder
+                log.exception("run %s: cannot repeat the cancel request", run_id)
 
     async def cancel_if_owned(self, run_id: str) -> None:
         """A cancel request from another replica: acted on if this one drives the run."""
@@ -76,6 +94,8 @@ class RunStopper:
         if active is not None:
             with working_for(run_id, active.run.project_id):
                 self.request(active, StopReason.CANCELLED)
+        else:
+            self._active.ask_cancel(run_id)  # its agent may be starting here
 
     async def stop_all(self, grace_s: float) -> None:
         """Stops every running agent and returns once all have published `done`. Agents

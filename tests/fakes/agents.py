@@ -24,7 +24,8 @@ class FakeCodeAgent:
 
     `hang=True` keeps it running until stopped; `crash_after` raises after that many
     events; `unavailable` makes capabilities say so; `stop_delay_s` is how long a stop takes
-    (on `clock`, if given). `started` records every request, `stops` every run id stopped."""
+    (on `clock`, if given); `start_gate`, if given, holds every start until it is set.
+    `started` records every request, `stops` every run id stopped."""
 
     def __init__(
         self,
@@ -36,8 +37,10 @@ class FakeCodeAgent:
         stop_delay_s: float = 0.0,
         fails_to_start: str | None = None,
         clock: Clock | None = None,
+        start_gate: asyncio.Event | None = None,
     ) -> None:
         self.fails_to_start = fails_to_start
+        self.start_gate = start_gate
         self.texts = texts
         self.exit_code = exit_code
         self.hang = hang
@@ -57,6 +60,8 @@ class FakeCodeAgent:
     async def start(self, run_id: str, request: AgentRequest) -> FakeAgentRun:
         if self.unavailable or self.fails_to_start:
             raise AgentStartFailed(self.unavailable or self.fails_to_start or "")
+        if self.start_gate is not None:
+            await self.start_gate.wait()
         self.started.append(request)
         run = self.runs[run_id] = FakeAgentRun(self, run_id)
         return run

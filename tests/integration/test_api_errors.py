@@ -166,16 +166,17 @@ def test_a_body_over_the_limit_is_413_by_length_or_while_streaming(start_gateway
     assert _error(response, 413)["code"] == "payload_too_large"
 
 
-def test_concurrent_runs_over_the_project_limit_are_429_with_retry_after(start_gateway):
-    server = start_gateway(max_runs_per_project=2)
+def test_runs_over_the_project_limit_wait_and_without_a_queue_are_429(start_gateway):
+    server = start_gateway(max_runs_per_project=2, max_queued=0)
     started = [
         httpx.post(f"{server.url}/projects/demo/runs", json={"prompt": "slow x"}) for _ in range(2)
     ]
     response = httpx.post(f"{server.url}/projects/demo/runs", json={"prompt": "slow x"})
     assert _error(response, 429)["code"] == "limit_exceeded"
-    assert response.headers["retry-after"] == "5"
+    assert response.headers["retry-after"] == "30"
     other = httpx.post(f"{server.url}/projects/other/runs", json={"prompt": "hi"})
     assert other.status_code == 202  # another project is not affected
+    assert other.json()["status"] == "running"
     for run in started:
         httpx.post(f"{server.url}{run.json()['cancel_url']}", timeout=30)
     assert httpx.post(f"{server.url}/projects/demo/runs", json={"prompt": "hi"}).is_success

@@ -246,3 +246,63 @@ def test_readyz_is_503_naming_redis_while_it_cannot_be_reached(start_gateway, re
     up = start_gateway(event_backend="redis", redis_url=redis_server.url)
     response = httpx.get(f"{up.url}/readyz", timeout=30)
     assert response.status_code == 200 and response.json()["unreachable"] == []
+
+
+@pytest.fixture
+def small_replicas(redis_server, tmp_path):
+    """Two replicas with room for two running runs each, sharing one queue."""
+    flags = serve_flags(tmp_path, *redis_flags(redis_server.url), "--max-runs", "2")
+    a, b = GatewayProcess(*flags), GatewayProcess(*flags)
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+def _started_total(replica: GatewayProcess) -> float:
+    metrics = httpx.get(f"{replica.url}/metrics").text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("agent_gateway_runs_started_total{")
+    )
+
+
+def test_queued_runs_start_exactly_once_across_replicas(small_replicas):
+    a, b = small_replicas
+    holders = [start_run(r.url, prompt="slow hold") for r in (a, b, a, b)]
+    assert all(h["status"] == "running" for h in holders)
+    queued = [start_run((a, b)[i % 2].url, f"p{i % 3}", prompt="lines 3 0.1") for i in range(20)]
+    assert all(q["status"] == "queued" for q in queued)
+    assert len(httpx.get(f"{b.url}/queue").json()) == 20
+    for holder, replica in zip(holders, (a, b, a, b), strict=True):
+        httpx.post(f"{replica.url}{holder['cancel_url']}", timeout=30)
+    for i, run in enumerate(queued):
+        events = read_stream((b, a)[i % 2].url, run["stream_url"])  # read on the other one
+        statuses = [data["status"] for _, name, data in events if name == "status"]
+        assert statuses[0] == "queued" and statuses.count("running") == 1
+        assert [name for _, name, _ in events].count("done") == 1
+        assert events[-1][2]["status"] == "succeeded"
+    assert _started_total(a) + _started_total(b) == 4 + 20  # no run started twice
+    assert _started_total(a) >= 6 and _started_total(b) >= 6  # both took from the queue
+
+
+def test_the_queued_runs_of_a_replica_that_died_run_on_another(small_replicas, tmp_path):
+    a, b = small_replicas
+    holders_a = [start_run(a.url, prompt="slow hold") for _ in range(2)]
+    holders_b = [start_run(b.url, prompt="slow hold") for _ in range(2)]
+    queued = [start_run(a.url, prompt="hello") for _ in range(3)]  # queued through a
+    assert all(q["status"] == "queued" for q in queued)
+    a.process.kill()  # a dies with the runs it queued and the ones it runs
+    a.process.wait(10)
+    try:
+        for holder in holders_b:
+            httpx.post(f"{b.url}{holder['cancel_url']}", timeout=30)
+        for run in queued:
+            events = read_stream(b.url, run["stream_url"])
+            assert events[-1][1] == "done" and events[-1][2]["status"] == "succeeded"
+        for holder in holders_a:  # a's running runs end owner lost, on b
+            events = read_stream(b.url, holder["stream_url"])
+            assert events[-1][2]["status"] == "failed" and "owner lost" in events[-1][2]["error"]
+    finally:
+        for pid in processes_working_in(tmp_path):  # the dead replica's agents live on
+            os.kill(pid, signal.SIGKILL)
