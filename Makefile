@@ -1,7 +1,7 @@
 # Everything a fresh machine needs comes from this repository's own files:
 # Python packages from pyproject.toml, the claude CLI and opencode for the tests from
 # tests/agents/package-lock.json, the claude CLI that `serve` falls back on from
-# deploy/claude-code/package-lock.json, redis-server from Debian.
+# deploy/claude-code/package-lock.json, redis-server and postgresql from Debian.
 VENV := .venv
 BIN := $(VENV)/bin
 AGENTS := tests/agents
@@ -9,7 +9,7 @@ CLAUDE_CODE := deploy/claude-code
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: serve test lint bench clean redis-server
+.PHONY: serve test lint bench clean redis-server postgresql
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -36,6 +36,12 @@ redis-server:
 	command -v redis-server >/dev/null || $(SUDO) apt-get install -y redis-server \
 		|| ($(SUDO) apt-get update && $(SUDO) apt-get install -y redis-server)
 
+# Debian's PostgreSQL server, for the PostgreSQL backend's tests (they start their own
+# clusters in temporary folders, as the `postgres` user when run as root).
+postgresql:
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || $(SUDO) apt-get install -y postgresql \
+		|| ($(SUDO) apt-get update && $(SUDO) apt-get install -y postgresql)
+
 # The pinned claude CLI comes last on PATH: a `claude` of your own (or
 # AGENT_GATEWAY_CLAUDE_COMMAND) is used first.
 serve: $(VENV)/.installed $(CLAUDE_CODE)/node_modules/.installed
@@ -46,7 +52,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: $(VENV)/.installed $(AGENTS)/node_modules/.installed redis-server lint
+test: $(VENV)/.installed $(AGENTS)/node_modules/.installed redis-server postgresql lint
 	$(BIN)/pytest
 
 bench: $(VENV)/.installed

@@ -289,14 +289,23 @@ def _methods_of_path(path: str) -> set[str]:
 def create_app(gateway: Gateway) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        control = asyncio.ensure_future(gateway.service.serve_control())
+        started = []
         try:
-            yield
+            for resource in gateway.resources:  # the schema is migrated here
+                await resource.start()
+                started.append(resource)
+            control = asyncio.ensure_future(gateway.service.serve_control())
+            try:
+                yield
+            finally:
+                # Normally `serve` drains runs before this point; this covers other hosts.
+                await gateway.service.shutdown(gateway.settings.shutdown_grace_s)
+                app.state.streams.close_all()
+                control.cancel()
+                await asyncio.gather(control, return_exceptions=True)
         finally:
-            # Normally `serve` drains runs before this point; this covers other hosts.
-            await gateway.service.shutdown(gateway.settings.shutdown_grace_s)
-            app.state.streams.close_all()
-            control.cancel()
+            for resource in reversed(started):
+                await resource.close()
 
     app = FastAPI(title="agent-gateway", version="0.1.0", lifespan=lifespan)
     _document_providers(app, gateway.registry.names())

@@ -11,7 +11,8 @@ import os
 import secrets
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from domain.access import StreamTokens
 from domain.clock import SystemClock
@@ -27,12 +28,21 @@ from ports.run_store import RunStore
 log = logging.getLogger(__name__)
 
 
+class Resource(Protocol):
+    """A backend to open before the gateway serves and to close after (a database pool)."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass
 class Gateway:
     settings: Settings
     registry: ProviderRegistry
     service: RunService
     access: Access
+    resources: list[Resource] = field(default_factory=list)
 
 
 def build_access(settings: Settings, clock: Clock) -> Access:
@@ -88,7 +98,30 @@ def build_runner(settings: Settings) -> ProcessRunner:
     )
 
 
-def build_storage(settings: Settings, clock: Clock) -> Storage:
+def build_storage(settings: Settings, clock: Clock) -> tuple[Storage, list[Resource]]:
+    """The storage the settings pick, and what must be started before it serves."""
+    if settings.database_url is not None:
+        return build_postgres_storage(settings, clock)
+    return build_live_storage(settings, clock), []
+
+
+def build_postgres_storage(settings: Settings, clock: Clock) -> tuple[Storage, list[Resource]]:
+    """PostgreSQL keeps runs, the queue, leases and every event; the live fan-out of
+    streams is the event backend's (memory: this replica; Redis: every replica)."""
+    from adapters.postgres import PostgresBackend
+    from domain.archived_hub import ArchivedEventHub
+
+    url = settings.database_url
+    assert url is not None
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise SettingsError(f"{ENV_PREFIX}DATABASE_URL must be a postgresql:// URL")
+    database = PostgresBackend(url, settings.history_days, settings.database_max_connections)
+    live = build_live_storage(settings, clock).hub
+    hub = ArchivedEventHub(live, database.archive)
+    return Storage(hub, database.store, database.control, database.queue), [database]
+
+
+def build_live_storage(settings: Settings, clock: Clock) -> Storage:
     if settings.event_backend == "memory":
         from adapters.memory import (
             LocalRunControl,
@@ -177,7 +210,9 @@ def build_gateway(
     """The gateway the settings describe; `agents` (in registry order), `storage`, `runner`
     and `clock` replace what the settings would pick."""
     clock = clock or SystemClock()
-    storage = storage or build_storage(settings, clock)
+    resources: list[Resource] = []
+    if storage is None:
+        storage, resources = build_storage(settings, clock)
     if agents is None:
         agents = {
             name: build_agent(name, settings, storage.store, runner)
@@ -198,4 +233,4 @@ def build_gateway(
     service = RunService(
         registry, storage, limits=limits, lease_ttl_s=settings.lease_ttl_s, clock=clock
     )
-    return Gateway(settings, registry, service, build_access(settings, clock))
+    return Gateway(settings, registry, service, build_access(settings, clock), resources)

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     event_backend: Literal["memory", "redis"] = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_max_connections: int = Field(512, ge=8)
+    database_url: str | None = None  # postgresql://...: durable runs, queue and events
+    database_max_connections: int = Field(20, ge=2)
+    history_days: int = Field(30, ge=1)  # runs and events kept in PostgreSQL
     api_keys_file: Path | None = None
     stream_token_secret: str | None = None  # default: random per process
     stream_token_ttl_s: float = Field(86_400.0, gt=0)

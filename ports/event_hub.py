@@ -19,9 +19,12 @@ class EventHub(Protocol):
       is closed and everything was delivered. A subscriber that falls too far behind gets
       SubscriberTooSlow; the other subscribers and the publisher are unaffected.
     - `close` marks a stream finished; finished streams stay replayable for a retention time.
+    - `create` makes a stream (nothing if it exists) whose first event gets seq
+      `after_seq + 1`: a stream continued from an archive keeps its ids; asking it for
+      events up to `after_seq` gets a GapEvent first.
     """
 
-    async def create(self, stream_id: str) -> None: ...
+    async def create(self, stream_id: str, after_seq: int = 0) -> None: ...
 
     async def publish(self, stream_id: str, event: StreamEvent) -> int: ...
 

@@ -4,7 +4,7 @@ import json
 import os
 import shlex
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +106,33 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    from tests.fakes.postgres_server import PostgresServer
+
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def database_url(postgres_server: Any) -> str:
+    """A new, empty database of the session's PostgreSQL server."""
+    url: str = postgres_server.new_database()
+    return url
+
+
+@pytest.fixture
+async def postgres(database_url: str) -> AsyncIterator[Any]:
+    """The PostgreSQL backend on a new database, started (schema migrated)."""
+    from adapters.postgres import PostgresBackend
+
+    backend = PostgresBackend(database_url, history_days=30)
+    await backend.start()
+    yield backend
+    await backend.close()
 
 
 @pytest.fixture(autouse=True)

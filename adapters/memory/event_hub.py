@@ -70,9 +70,10 @@ class MemoryEventHub:
         self._streams: dict[str, _Stream] = {}
         self._closed_order: deque[tuple[float, str]] = deque()  # (closed_at, id), oldest first
 
-    async def create(self, stream_id: str) -> None:
+    async def create(self, stream_id: str, after_seq: int = 0) -> None:
         self._evict_expired()
-        self._streams.setdefault(stream_id, _Stream())
+        if stream_id not in self._streams:
+            self._streams[stream_id] = _Stream(first_seq=after_seq + 1, next_seq=after_seq + 1)
 
     async def exists(self, stream_id: str) -> bool:
         self._evict_expired()
@@ -117,11 +118,15 @@ class MemoryEventHub:
         stream.readers += 1
         try:
             lead: list[SequencedEvent] = []
-            if cursor < stream.first_seq and stream.events:
-                # Asked for events no longer retained: say so, with an id that resumes right.
+            if cursor < stream.first_seq:
+                # Asked for events no longer retained (or from before the stream was
+                # continued here): say so at once, with an id that resumes right.
                 first = stream.first_seq
                 lead = [SequencedEvent(first - 1, GapEvent(first_available=first))]
                 cursor = first
+                if not stream.events:
+                    yield lead
+                    lead = []
             while True:
                 if cursor < stream.next_seq:
                     if cursor < stream.first_seq:  # trimmed while it was replaying

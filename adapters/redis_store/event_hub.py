@@ -12,8 +12,8 @@ from typing import Any
 
 import redis.asyncio as redis
 
-from adapters.redis_store.codec import decode_event, encode_event
 from adapters.redis_store.errors import redis_errors, translated
+from adapters.stored_json import decode_event, encode_event
 from domain.errors import StreamNotFound
 from domain.mailbox import Mailbox
 from domain.model import GapEvent, SequencedEvent, StreamEvent
@@ -70,9 +70,9 @@ class RedisEventHub:
         return base, f"{base}:seq", f"{base}:closed"
 
     @translated
-    async def create(self, stream_id: str) -> None:
+    async def create(self, stream_id: str, after_seq: int = 0) -> None:
         _, counter, _ = self._keys(stream_id)
-        await self._redis.set(counter, 0, nx=True, ex=self._open_ttl_s)
+        await self._redis.set(counter, after_seq, nx=True, ex=self._open_ttl_s)
 
     @translated
     async def exists(self, stream_id: str) -> bool:

@@ -17,8 +17,8 @@ import redis.asyncio as redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from adapters.redis_store.codec import decode_queued, encode_queued
 from adapters.redis_store.errors import translated
+from adapters.stored_json import decode_queued, encode_queued
 from domain.errors import QueueFull
 from domain.model import MAX_PRIORITY, QueuedRun, WaitingRun
 

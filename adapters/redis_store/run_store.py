@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import redis.asyncio as redis
 
-from adapters.redis_store.codec import decode_run, decode_session, encode_run, encode_session
 from adapters.redis_store.errors import translated
+from adapters.stored_json import decode_run, decode_session, encode_run, encode_session
 from domain.model import Run, Session
 
 

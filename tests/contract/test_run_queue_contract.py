@@ -1,8 +1,9 @@
-"""One suite for every RunQueue: memory and Redis (PostgreSQL joins with its adapter)."""
+"""One suite for every RunQueue: memory, Redis and PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ import pytest
 import redis.asyncio as redis
 
 from adapters.memory import MemoryRunQueue
+from adapters.postgres import PostgresBackend
 from adapters.redis_store import RedisRunQueue
 from domain.errors import QueueFull
 from domain.model import AgentRequest, QueuedRun
@@ -18,12 +20,23 @@ from domain.model import AgentRequest, QueuedRun
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "postgres"])
 async def make_queue(request):
     """A factory: every queue it makes shares one storage (replicas of one deployment)."""
     if request.param == "memory":
         queue = MemoryRunQueue()
         yield lambda: queue
+        return
+    if request.param == "postgres":
+        # Replicas: backends of their own (pools, listeners) on one database.
+        url = request.getfixturevalue("database_url")
+        backends = [PostgresBackend(url, history_days=30) for _ in range(2)]
+        for backend in backends:
+            await backend.start()
+        handed = itertools.cycle(backends)
+        yield lambda: next(handed).queue
+        for backend in backends:
+            await backend.close()
         return
     prefix = f"t{uuid.uuid4().hex}"
     clients = []

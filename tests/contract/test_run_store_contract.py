@@ -10,14 +10,21 @@ import pytest
 import redis.asyncio as redis
 
 from adapters.memory import MemoryRunStore
+from adapters.postgres import PostgresBackend
 from adapters.redis_store import RedisRunStore
 from domain.model import Outcome, Run, RunStatus, Session, Turn, TurnRole
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "postgres"])
 async def store(request):
     if request.param == "memory":
         yield MemoryRunStore()
+        return
+    if request.param == "postgres":
+        backend = PostgresBackend(request.getfixturevalue("database_url"), history_days=30)
+        await backend.start()
+        yield backend.store
+        await backend.close()
         return
     client = redis.from_url(request.getfixturevalue("redis_server").url)
     yield RedisRunStore(client, prefix=f"t{uuid.uuid4().hex}")

@@ -145,7 +145,7 @@ async def test_a_provider_that_fails_to_start_is_skipped_for_the_next():
 class UnreachableHub(MemoryEventHub):
     """An EventHub whose backend is down."""
 
-    async def create(self, stream_id: str) -> None:
+    async def create(self, stream_id: str, after_seq: int = 0) -> None:
         raise ConnectionError("hub down")
 
 

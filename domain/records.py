@@ -1,15 +1,12 @@
-"""Domain objects to JSON and back, as they are kept in Redis: a storage schema of its own,
-not the wire format, so either can change without the other. Short keys: a stream holds
-many thousands of these."""
+"""Domain values as plain JSON-ready dicts and back, as the stores keep them (Redis,
+PostgreSQL): one storage schema, not the wire format, so either can change without the
+other. Short keys for events: a stream holds many thousands of them."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
-
-import orjson
 
 from domain.model import (
     AgentRequest,
@@ -29,34 +26,23 @@ from domain.model import (
     TurnRole,
 )
 
-
-def _dumps(data: Any) -> bytes:
-    try:
-        return orjson.dumps(data)
-    except (TypeError, orjson.JSONEncodeError):  # lone surrogates, huge integers
-        return json.dumps(data, separators=(",", ":")).encode()
+Record = dict[str, Any]
 
 
-def _loads(text: str | bytes) -> Any:
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:  # what _dumps wrote the standard library's way
-        return json.loads(text)
-
-
-def encode_event(event: StreamEvent) -> bytes:
+def event_record(event: StreamEvent) -> Record:
     if isinstance(event, OutputEvent):
-        data: dict[str, Any] = {"k": "o", "t": event.type, "c": event.content}
+        data: Record = {"k": "o", "t": event.type, "c": event.content}
         if event.fields:
             data["f"] = dict(event.fields)
         if event.raw is not None:
             data["r"] = event.raw
-    elif isinstance(event, ErrorEvent):
-        data = {"k": "e", "m": event.message, "p": event.partial_content}
-    elif isinstance(event, StatusEvent):
-        data = {"k": "s", "s": event.status, "n": event.position}
-    elif isinstance(event, DoneEvent):
-        data = {
+        return data
+    if isinstance(event, ErrorEvent):
+        return {"k": "e", "m": event.message, "p": event.partial_content}
+    if isinstance(event, StatusEvent):
+        return {"k": "s", "s": event.status, "n": event.position}
+    if isinstance(event, DoneEvent):
+        return {
             "k": "d",
             "s": event.status,
             "o": asdict(event.outcome),
@@ -64,13 +50,10 @@ def encode_event(event: StreamEvent) -> bytes:
             "pv": event.provider,
             "er": event.error,
         }
-    else:
-        data = {"k": "g", "f": event.first_available}
-    return _dumps(data)
+    return {"k": "g", "f": event.first_available}
 
 
-def decode_event(text: str | bytes) -> StreamEvent:
-    data = _loads(text)
+def event_from_record(data: Record) -> StreamEvent:
     kind = data["k"]
     if kind == "o":
         return OutputEvent(OutputType(data["t"]), data["c"], data.get("f", {}), data.get("r"))
@@ -84,16 +67,16 @@ def decode_event(text: str | bytes) -> StreamEvent:
     return GapEvent(data["f"])
 
 
-def encode_run(run: Run) -> bytes:
+def run_record(run: Run) -> Record:
     data = asdict(run)
     for name in ("created_at", "started_at", "finished_at"):
         data[name] = data[name].isoformat() if data[name] else None
     data["metadata"] = dict(run.metadata)
-    return _dumps(data)
+    return data
 
 
-def decode_run(text: str | bytes) -> Run:
-    data: dict[str, Any] = _loads(text)
+def run_from_record(data: Record) -> Run:
+    data = dict(data)
     for name in ("created_at", "started_at", "finished_at"):
         data[name] = datetime.fromisoformat(data[name]) if data[name] else None
     data["status"] = RunStatus(data["status"])
@@ -102,36 +85,30 @@ def decode_run(text: str | bytes) -> Run:
     return Run(**data)
 
 
-def encode_session(session: Session) -> bytes:
+def session_record(session: Session) -> Record:
     turns = [{"role": t.role, "content": t.content} for t in session.turns]
-    return _dumps(
-        {"session_id": session.session_id, "project_id": session.project_id, "turns": turns}
-    )
+    return {"session_id": session.session_id, "project_id": session.project_id, "turns": turns}
 
 
-def decode_session(text: str | bytes) -> Session:
-    data = _loads(text)
+def session_from_record(data: Record) -> Session:
     turns = tuple(Turn(TurnRole(t["role"]), t["content"]) for t in data["turns"])
     return Session(data["session_id"], data["project_id"], turns)
 
 
-def encode_queued(entry: QueuedRun) -> bytes:
+def queued_record(entry: QueuedRun) -> Record:
     request = asdict(entry.request)
     request["metadata"] = dict(entry.request.metadata)
-    return _dumps(
-        {
-            "run_id": entry.run_id,
-            "stream_id": entry.stream_id,
-            "request": request,
-            "queued_at": entry.queued_at.isoformat(),
-            "deadline": entry.deadline.isoformat() if entry.deadline else None,
-        }
-    )
+    return {
+        "run_id": entry.run_id,
+        "stream_id": entry.stream_id,
+        "request": request,
+        "queued_at": entry.queued_at.isoformat(),
+        "deadline": entry.deadline.isoformat() if entry.deadline else None,
+    }
 
 
-def decode_queued(text: str | bytes) -> QueuedRun:
-    data = _loads(text)
-    request = data["request"]
+def queued_from_record(data: Record) -> QueuedRun:
+    request = dict(data["request"])
     request["providers"] = tuple(request["providers"])
     deadline = data["deadline"]
     return QueuedRun(

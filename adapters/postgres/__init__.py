@@ -1,0 +1,13 @@
+from adapters.postgres.database import PostgresBackend
+from adapters.postgres.event_archive import PostgresEventArchive
+from adapters.postgres.run_control import PostgresRunControl
+from adapters.postgres.run_queue import PostgresRunQueue
+from adapters.postgres.run_store import PostgresRunStore
+
+__all__ = [
+    "PostgresBackend",
+    "PostgresEventArchive",
+    "PostgresRunControl",
+    "PostgresRunQueue",
+    "PostgresRunStore",
+]

@@ -1,0 +1,66 @@
+"""Run records and sessions in PostgreSQL, kept for the history's days."""
+
+from __future__ import annotations
+
+from psycopg_pool import AsyncConnectionPool
+
+from adapters.postgres.errors import translated
+from adapters.stored_json import decode_run, decode_session, encode_run, encode_session
+from domain.model import Run, Session
+
+
+class PostgresRunStore:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    @translated
+    async def save(self, run: Run) -> None:
+        async with self._pool.connection() as connection:
+            await connection.execute(
+                "INSERT INTO runs (run_id, project_id, stream_id, created_at, record)"
+                " VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (run_id) DO UPDATE"
+                " SET record = excluded.record, updated_at = now()",
+                (run.run_id, run.project_id, run.stream_id, run.created_at, encode_run(run)),
+            )
+
+    @translated
+    async def get(self, run_id: str) -> Run | None:
+        return await self._one("SELECT record FROM runs WHERE run_id = %s", run_id)
+
+    @translated
+    async def find_by_stream(self, stream_id: str) -> Run | None:
+        return await self._one("SELECT record FROM runs WHERE stream_id = %s", stream_id)
+
+    async def _one(self, query: str, key: str) -> Run | None:
+        async with self._pool.connection() as connection:
+            row = await (await connection.execute(query, (key,))).fetchone()
+        return decode_run(row[0]) if row else None
+
+    @translated
+    async def list_for_project(self, project_id: str, limit: int = 100) -> list[Run]:
+        async with self._pool.connection() as connection:
+            cursor = await connection.execute(
+                "SELECT record FROM runs WHERE project_id = %s ORDER BY created_at DESC LIMIT %s",
+                (project_id, limit),
+            )
+            return [decode_run(record) for (record,) in await cursor.fetchall()]
+
+    @translated
+    async def save_session(self, session: Session) -> None:
+        async with self._pool.connection() as connection:
+            await connection.execute(
+                "INSERT INTO sessions (session_id, project_id, record) VALUES (%s, %s, %s)"
+                " ON CONFLICT (session_id) DO UPDATE"
+                " SET record = excluded.record, updated_at = now()",
+                (session.session_id, session.project_id, encode_session(session)),
+            )
+
+    @translated
+    async def get_session(self, session_id: str) -> Session | None:
+        async with self._pool.connection() as connection:
+            cursor = await connection.execute(
+                "SELECT record FROM sessions WHERE session_id = %s", (session_id,)
+            )
+            row = await cursor.fetchone()
+        return decode_session(row[0]) if row else None

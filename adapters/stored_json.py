@@ -1,0 +1,67 @@
+"""Domain values as JSON bytes and back, as the Redis and PostgreSQL adapters keep them:
+the domain's storage records (domain/records.py) in orjson."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+
+from domain.model import QueuedRun, Run, Session, StreamEvent
+from domain.records import (
+    event_from_record,
+    event_record,
+    queued_from_record,
+    queued_record,
+    run_from_record,
+    run_record,
+    session_from_record,
+    session_record,
+)
+
+
+def _dumps(data: Any) -> bytes:
+    try:
+        return orjson.dumps(data)
+    except (TypeError, orjson.JSONEncodeError):  # lone surrogates, huge integers
+        return json.dumps(data, separators=(",", ":")).encode()
+
+
+def _loads(text: str | bytes) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # what _dumps wrote the standard library's way
+        return json.loads(text)
+
+
+def encode_event(event: StreamEvent) -> bytes:
+    return _dumps(event_record(event))
+
+
+def decode_event(text: str | bytes) -> StreamEvent:
+    return event_from_record(_loads(text))
+
+
+def encode_run(run: Run) -> bytes:
+    return _dumps(run_record(run))
+
+
+def decode_run(text: str | bytes) -> Run:
+    return run_from_record(_loads(text))
+
+
+def encode_session(session: Session) -> bytes:
+    return _dumps(session_record(session))
+
+
+def decode_session(text: str | bytes) -> Session:
+    return session_from_record(_loads(text))
+
+
+def encode_queued(entry: QueuedRun) -> bytes:
+    return _dumps(queued_record(entry))
+
+
+def decode_queued(text: str | bytes) -> QueuedRun:
+    return queued_from_record(_loads(text))
