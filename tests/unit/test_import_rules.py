@@ -38,14 +38,27 @@ def test_ports_import_only_domain_and_typing(path):
         assert name.split(".")[0] in PORTS_MAY_IMPORT, f"{path} imports {name}"
 
 
+# Modules directly in adapters/ (not in an adapter's folder) belong to no adapter: what
+# several share (the storage JSON, the error translation).
+SHARED_BY_ADAPTERS = {path.stem for path in (ROOT / "adapters").glob("*.py")} - {"__init__"}
+
+
 @pytest.mark.parametrize("path", files("adapters"), ids=str)
 def test_adapters_never_import_handlers_or_another_adapter(path):
     own = path.relative_to(ROOT / "adapters").parts[0]
     for name in imports(path):
         parts = name.split(".")
         assert parts[0] != "handlers", f"{path} imports {name}"
-        if parts[0] == "adapters" and len(parts) > 1:
+        if parts[0] == "adapters" and len(parts) > 1 and parts[1] not in SHARED_BY_ADAPTERS:
             assert parts[1] == own, f"{path} imports another adapter: {name}"
+
+
+@pytest.mark.parametrize("name", sorted(SHARED_BY_ADAPTERS))
+def test_what_adapters_share_imports_no_adapter(name):
+    for imported in imports(ROOT / "adapters" / f"{name}.py"):
+        parts = imported.split(".")
+        assert parts[0] != "handlers", imported
+        assert parts[0] != "adapters" or parts[1] in SHARED_BY_ADAPTERS, imported
 
 
 @pytest.mark.parametrize("path", files("handlers"), ids=str)
