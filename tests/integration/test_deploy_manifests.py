@@ -27,7 +27,7 @@ def render(overlay: str) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
-@pytest.mark.parametrize("overlay", ["base", "example-project", "redis"])
+@pytest.mark.parametrize("overlay", ["base", "example-project", "redis", "postgres"])
 def test_manifests_render_and_validate_against_the_schemas(overlay):
     documents = render(overlay)
     assert documents
@@ -85,3 +85,19 @@ def test_the_redis_overlay_runs_two_replicas_on_redis():
         if d["kind"] == "Service" and d["metadata"]["name"] == "agent-gateway-redis"
     )
     assert settings["AGENT_GATEWAY_REDIS_URL"].startswith(f"redis://{service['metadata']['name']}:")
+
+
+def test_the_postgres_overlay_takes_the_database_url_from_a_secret():
+    documents = render("postgres")
+    gateway = next(
+        d
+        for d in documents
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == "agent-gateway"
+    )
+    env = {e["name"]: e for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]}
+    reference = env["AGENT_GATEWAY_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    assert reference == {"name": "agent-gateway-database", "key": "url"}
+    assert "AGENT_GATEWAY_STREAM_TOKEN_SECRET" in env  # the base's env is kept
+    settings = next(d for d in documents if d["kind"] == "ConfigMap")["data"]
+    assert settings["AGENT_GATEWAY_EVENT_BACKEND"] == "redis"  # live fan-out across replicas
+    assert not any("DATABASE_URL" in key for key in settings)  # never in a ConfigMap
