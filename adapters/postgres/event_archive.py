@@ -15,13 +15,15 @@ from domain.model import SequencedEvent
 
 log = logging.getLogger(__name__)
 
-# ON CONFLICT: a batch whose commit reached the server but whose answer did not is sent
-# again; its rows are then already there.
-INSERT = (
-    "INSERT INTO events (stream_id, seq, record)"
-    " SELECT * FROM unnest(%s::text[], %s::bigint[], %s::bytea[])"
-    " ON CONFLICT (stream_id, seq) DO NOTHING"
+# A batch goes in by binary COPY (the cheapest way in, for this process and the server) to
+# a temporary table, then on into `events` with ON CONFLICT: a batch whose commit reached
+# the server but whose answer did not is sent again, and its rows are already there.
+STAGE = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS events_incoming"
+    " (stream_id text, seq bigint, record bytea) ON COMMIT DELETE ROWS"
 )
+COPY = "COPY events_incoming (stream_id, seq, record) FROM STDIN (FORMAT BINARY)"
+MOVE = "INSERT INTO events SELECT * FROM events_incoming ON CONFLICT (stream_id, seq) DO NOTHING"
 
 
 class PostgresEventArchive:
@@ -79,9 +81,14 @@ class PostgresEventArchive:
                     self._progress.notify_all()
 
     async def _insert(self, batch: list[tuple[str, int, bytes]]) -> None:
-        streams, seqs, records = (list(column) for column in zip(*batch, strict=True))
-        async with self._pool.connection() as connection:
-            await connection.execute(INSERT, (streams, seqs, records))
+        async with self._pool.connection() as connection, connection.transaction():
+            cursor = connection.cursor()
+            await cursor.execute(STAGE)
+            async with cursor.copy(COPY) as copy:
+                copy.set_types(["text", "int8", "bytea"])
+                for row in batch:
+                    await copy.write_row(row)
+            await cursor.execute(MOVE)
 
     @translated
     async def read(

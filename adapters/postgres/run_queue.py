@@ -18,6 +18,21 @@ from domain.model import QueuedRun, WaitingRun
 CHANNEL = "agw_queue"
 PUSH_LOCK = 0x6167_7732  # "agw2": pushes take their round one at a time
 ORDER = "ORDER BY priority DESC, round, seq"
+# One statement (one round trip, its own transaction): lock the first entry no other
+# replica holds, delete it, and move its priority's round being served on.
+TAKE = f"""
+WITH next AS (
+    SELECT run_id FROM queue WHERE NOT (project_id = ANY(%s))
+    {ORDER} LIMIT 1 FOR UPDATE SKIP LOCKED
+), taken AS (
+    DELETE FROM queue USING next WHERE queue.run_id = next.run_id
+    RETURNING queue.priority, queue.round, queue.entry
+), served AS (
+    INSERT INTO queue_serving (priority, round) SELECT priority, round FROM taken
+    ON CONFLICT (priority) DO UPDATE SET round = GREATEST(queue_serving.round, excluded.round)
+)
+SELECT entry FROM taken
+"""
 
 
 class PostgresRunQueue:
@@ -87,24 +102,10 @@ class PostgresRunQueue:
 
     @translated
     async def take(self, busy_projects: Collection[str]) -> QueuedRun | None:
-        async with self._pool.connection() as connection, connection.transaction():
-            cursor = await connection.execute(
-                "SELECT run_id, priority, round, entry FROM queue"
-                f" WHERE NOT (project_id = ANY(%s)) {ORDER} LIMIT 1 FOR UPDATE SKIP LOCKED",
-                (list(busy_projects),),
-            )
+        async with self._pool.connection() as connection:
+            cursor = await connection.execute(TAKE, (list(busy_projects),))
             row = await cursor.fetchone()
-            if row is None:
-                return None
-            run_id, priority, round_, entry = row
-            await connection.execute("DELETE FROM queue WHERE run_id = %s", (run_id,))
-            await connection.execute(
-                "INSERT INTO queue_serving (priority, round) VALUES (%s, %s)"
-                " ON CONFLICT (priority) DO UPDATE"
-                " SET round = GREATEST(queue_serving.round, excluded.round)",
-                (priority, round_),
-            )
-        return decode_queued(entry)
+        return decode_queued(row[0]) if row else None
 
     @translated
     async def remove(self, run_id: str) -> QueuedRun | None:

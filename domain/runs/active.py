@@ -55,17 +55,24 @@ class ActiveRuns:
         if active is not None:
             self._uncount(active.run.project_id)
 
-    @contextlib.contextmanager
-    def reserved(self, run_id: str, project_id: str) -> Iterator[None]:
-        """Counts a run whose agent is starting, until it is added (or failed to start)."""
+    def reserve(self, run_id: str, project_id: str) -> None:
+        """Counts a run whose agent is starting, until `unreserve` (once it runs, or failed
+        to start)."""
         self._starting[run_id] = project_id
         self._by_project[project_id] += 1
+
+    def unreserve(self, run_id: str) -> None:
+        project_id = self._starting.pop(run_id)
+        self._cancel_asked.discard(run_id)
+        self._uncount(project_id)
+
+    @contextlib.contextmanager
+    def reserved(self, run_id: str, project_id: str) -> Iterator[None]:
+        self.reserve(run_id, project_id)
         try:
             yield
         finally:
-            del self._starting[run_id]
-            self._cancel_asked.discard(run_id)
-            self._uncount(project_id)
+            self.unreserve(run_id)
 
     def _uncount(self, project_id: str) -> None:
         self._by_project[project_id] -= 1

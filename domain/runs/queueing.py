@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from domain.errors import ProviderUnavailable, QueueFull
 from domain.logcontext import bind_run, working_for
@@ -54,6 +54,7 @@ class RunQueueing:
         # Runs queued by this replica, with the position their stream last showed: each
         # replica tells its own runs their position (no two replicas repeat one).
         self._positions: dict[str, tuple[str, int]] = {}
+        self._starting: set[asyncio.Task[None]] = set()  # runs taken, their agent starting
 
     async def should_queue(self, project_id: str) -> bool:
         """A run waits if the limits are reached or others are waiting (first come first)."""
@@ -136,16 +137,26 @@ class RunQueueing:
                     if entry is None:
                         break
                     self._positions.pop(entry.run_id, None)
-                    # Counted from the moment it leaves the queue, so a cancel finds it.
-                    with (
-                        self._active.reserved(entry.run_id, entry.project_id),
-                        working_for(entry.run_id, entry.project_id),
-                    ):
-                        await self._start(entry)
+                    # Counted from the moment it leaves the queue (the limits see it, a
+                    # cancel finds it); started beside the others, as an agent's start can
+                    # take a while (a pod's exec).
+                    self._active.reserve(entry.run_id, entry.project_id)
+                    task = asyncio.create_task(self._start(entry, self._clock.now()))
+                    self._starting.add(task)
+                    task.add_done_callback(self._starting.discard)
             except Exception:  # the queue is unreachable: the next wake-up tries again
                 log.exception("cannot start queued runs")
 
-    async def _start(self, entry: QueuedRun) -> None:
+    async def _start(self, entry: QueuedRun, left_queue_at: datetime) -> None:
+        try:
+            with working_for(entry.run_id, entry.project_id):
+                await self._start_reserved(entry, left_queue_at)
+        except Exception:
+            log.exception("run %s: cannot start it", entry.run_id)
+        finally:
+            self._active.unreserve(entry.run_id)
+
+    async def _start_reserved(self, entry: QueuedRun, left_queue_at: datetime) -> None:
         run = await self._store.get(entry.run_id)
         if run is None:  # its record is gone (retention): nobody can follow it
             log.warning("run %s left the queue without a record; dropped", entry.run_id)
@@ -161,7 +172,7 @@ class RunQueueing:
             run,
             provider=provider,
             status=RunStatus.RUNNING,
-            started_at=self._clock.now(),
+            started_at=left_queue_at,
             providers_skipped=skipped,
         )
         try:
@@ -200,6 +211,7 @@ class RunQueueing:
     async def end_waiting(self) -> None:
         """At shutdown: the runs waiting in a queue that dies with this process end
         cancelled (a shared queue keeps them for the other replicas or the next start)."""
+        await asyncio.gather(*self._starting, return_exceptions=True)  # they run, then stop
         if self._queue.outlives_process:
             return
         for entry in await self._queue.listing():

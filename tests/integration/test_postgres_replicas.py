@@ -47,7 +47,7 @@ async def test_two_replicas_start_each_of_200_queued_runs_exactly_once(database_
     assert {run.status for run in runs} == {RunStatus.QUEUED}
     serving = [asyncio.create_task(service.serve_control()) for service, _ in workers]
     try:
-        async with asyncio.timeout(60):  # every stream to its `done`, read on the front
+        async with asyncio.timeout(180):  # every stream to its `done`, read on the front
             for run in runs:
                 await until_done(front, run)
         assert await front.queue() == []
