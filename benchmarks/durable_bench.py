@@ -2,9 +2,10 @@
 
 1. The durable event write: one run publishing `--events` text deltas as fast as its agent
    yields them, one subscriber, through the run service; the memory hub alone versus the
-   memory hub + the PostgreSQL archive. Figures: events/s, publish-to-subscriber latency
-   p50/p99, and CPU per 1,000 events of this process and of the PostgreSQL server (from
-   /proc), with the ratio to the baseline.
+   memory hub + the PostgreSQL archive, versus PostgreSQL alone (EVENT_BACKEND=postgres:
+   the database numbers every event, a round trip per event of a run). Figures: events/s,
+   publish-to-subscriber latency p50/p99, and CPU per 1,000 events of this process and of
+   the PostgreSQL server (from /proc), with the ratio to the baseline.
 2. The queue's start rate: `--queued` runs waiting in PostgreSQL, taken and started by two
    replicas (two run services with their own pools, instant fake agents), in runs/s; the
    memory queue with one replica as the baseline.
@@ -179,18 +180,25 @@ async def main(events: int, queued: int) -> None:
         live = MemoryEventHub(retain_events=200_000, max_pending=200_000)
         archived = Storage(ArchivedEventHub(live, db.archive), db.store, db.control, db.queue)
         durable = await one_flood(archived, events)
-        for name, figures in (("memory", base), ("memory + PostgreSQL", durable)):
+        alone = Storage(db.hub, db.store, db.control, db.queue)  # EVENT_BACKEND=postgres
+        numbered = await one_flood(alone, events)
+        for name, figures in (
+            ("memory", base),
+            ("memory + PostgreSQL", durable),
+            ("PostgreSQL alone", numbered),
+        ):
             print(
                 f"   {name:20} {figures['events_per_s']:>9,.0f} events/s"
                 f"  p50 {figures['p50_ms']:6.2f} ms  p99 {figures['p99_ms']:6.2f} ms"
                 f"  gateway CPU {figures['cpu_ms_per_1000']:6.1f} ms/1000"
                 f"  postgres CPU {figures['postgres_cpu_ms_per_1000']:6.1f} ms/1000"
             )
-        ratio = {key: durable[key] / base[key] for key in base if base[key]}
-        print(
-            f"   ratios (PostgreSQL / memory): events/s {ratio['events_per_s']:.2f}, p99"
-            f" {ratio['p99_ms']:.2f}, gateway CPU per event {ratio['cpu_ms_per_1000']:.2f}"
-        )
+        for name, figures in (("memory + PostgreSQL", durable), ("PostgreSQL alone", numbered)):
+            ratio = {key: figures[key] / base[key] for key in base if base[key]}
+            print(
+                f"   {name} / memory: events/s {ratio['events_per_s']:.2f}, p99"
+                f" {ratio['p99_ms']:.2f}, gateway CPU per event {ratio['cpu_ms_per_1000']:.2f}"
+            )
 
         print(f"2. {queued:,} queued runs taken and started")
         shared = memory_storage()

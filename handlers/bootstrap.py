@@ -22,6 +22,7 @@ from handlers.auth import Access, KeysFile
 from handlers.settings import ENV_PREFIX, Settings, SettingsError
 from ports.clock import Clock
 from ports.code_agent import CodeAgent
+from ports.event_hub import EventHub
 from ports.process_runner import ProcessRunner
 from ports.run_store import RunStore
 
@@ -106,8 +107,9 @@ def build_storage(settings: Settings, clock: Clock) -> tuple[Storage, list[Resou
 
 
 def build_postgres_storage(settings: Settings, clock: Clock) -> tuple[Storage, list[Resource]]:
-    """PostgreSQL keeps runs, the queue, leases and every event; the live fan-out of
-    streams is the event backend's (memory: this replica; Redis: every replica)."""
+    """PostgreSQL keeps runs, the queue, leases and every event. The live fan-out of
+    streams is the event backend's: memory (this replica), Redis (every replica), or
+    PostgreSQL itself (every replica, by NOTIFY)."""
     from adapters.postgres import PostgresBackend
     from domain.archived_hub import ArchivedEventHub
 
@@ -116,8 +118,9 @@ def build_postgres_storage(settings: Settings, clock: Clock) -> tuple[Storage, l
     if not url.startswith(("postgresql://", "postgres://")):
         raise SettingsError(f"{ENV_PREFIX}DATABASE_URL must be a postgresql:// URL")
     database = PostgresBackend(url, settings.history_days, settings.database_max_connections)
-    live = build_live_storage(settings, clock).hub
-    hub = ArchivedEventHub(live, database.archive)
+    hub: EventHub = database.hub
+    if settings.event_backend != "postgres":
+        hub = ArchivedEventHub(build_live_storage(settings, clock).hub, database.archive)
     return Storage(hub, database.store, database.control, database.queue), [database]
 
 

@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     claude_command: str = "claude"
     claude_permission_mode: str = "bypassPermissions"
     workspace_root: Path = Field(default_factory=default_workspace_root)
-    event_backend: Literal["memory", "redis"] = "memory"
+    event_backend: Literal["memory", "redis", "postgres"] = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_max_connections: int = Field(512, ge=8)
     database_url: str | None = None  # postgresql://...: durable runs, queue and events
@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     head_timeout_s: float = Field(15.0, gt=0)  # to receive a request line and headers
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
+
+    @model_validator(mode="after")
+    def _postgres_backend_has_a_database(self) -> Settings:
+        if self.event_backend == "postgres" and self.database_url is None:
+            raise ValueError(f"{ENV_PREFIX}EVENT_BACKEND=postgres needs {ENV_PREFIX}DATABASE_URL")
+        return self
 
     @model_validator(mode="after")
     def _cut_subscribers_can_resume(self) -> Settings:

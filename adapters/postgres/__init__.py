@@ -1,5 +1,6 @@
 from adapters.postgres.database import PostgresBackend
 from adapters.postgres.event_archive import PostgresEventArchive
+from adapters.postgres.event_hub import PostgresEventHub
 from adapters.postgres.run_control import PostgresRunControl
 from adapters.postgres.run_queue import PostgresRunQueue
 from adapters.postgres.run_store import PostgresRunStore
@@ -7,6 +8,7 @@ from adapters.postgres.run_store import PostgresRunStore
 __all__ = [
     "PostgresBackend",
     "PostgresEventArchive",
+    "PostgresEventHub",
     "PostgresRunControl",
     "PostgresRunQueue",
     "PostgresRunStore",

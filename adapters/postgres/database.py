@@ -9,6 +9,7 @@ import logging
 from psycopg_pool import AsyncConnectionPool
 
 from adapters.postgres.event_archive import PostgresEventArchive
+from adapters.postgres.event_hub import PostgresEventHub
 from adapters.postgres.migrations import migrate
 from adapters.postgres.run_control import PostgresRunControl
 from adapters.postgres.run_queue import PostgresRunQueue
@@ -29,6 +30,7 @@ class PostgresBackend:
         self.queue = PostgresRunQueue(self._pool, url)
         self.control = PostgresRunControl(self._pool, url)
         self.archive = PostgresEventArchive(self._pool)
+        self.hub = PostgresEventHub(self._pool, url)  # the live hub of EVENT_BACKEND=postgres
         self._pruning: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -40,6 +42,7 @@ class PostgresBackend:
         if self._pruning is not None:
             self._pruning.cancel()
         await self.archive.close()
+        await self.hub.stop()
         await self.queue.close()
         await self._pool.close()
 
@@ -63,6 +66,7 @@ class PostgresBackend:
             )
             streams = [stream_id for (stream_id,) in await cursor.fetchall()]
             await connection.execute("DELETE FROM events WHERE stream_id = ANY(%s)", (streams,))
+            await connection.execute("DELETE FROM streams WHERE stream_id = ANY(%s)", (streams,))
             await connection.execute(
                 "DELETE FROM sessions WHERE updated_at < now() - make_interval(days => %s)",
                 (self._history_days,),

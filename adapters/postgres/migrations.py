@@ -74,6 +74,17 @@ CREATE TABLE leases (
 );
 """,
     ),
+    (
+        2,
+        "streams numbered by the database (EVENT_BACKEND=postgres)",
+        """
+CREATE TABLE streams (
+    stream_id   text PRIMARY KEY,
+    last_seq    bigint NOT NULL,
+    closed      boolean NOT NULL DEFAULT false
+);
+""",
+    ),
 ]
 
 
