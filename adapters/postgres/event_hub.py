@@ -164,13 +164,15 @@ class PostgresEventHub:
                 with postgres_errors():
                     page = await self._read(stream_id, last)
                     closed = not page and await self._closed(stream_id)
+                    if closed:  # events committed between the read and the close's: read again
+                        page = await self._read(stream_id, last)
                 if page:
                     if page[0].seq > last + 1:  # deleted with the history
                         first = page[0].seq
                         page.insert(0, SequencedEvent(first - 1, GapEvent(first_available=first)))
                     last = page[-1].seq
                     yield page
-                elif closed:  # closed after its last event's commit: nothing can follow
+                elif closed:  # every event committed before the close: nothing can follow
                     return
                 else:
                     try:
