@@ -8,6 +8,7 @@ AGENTS := tests/agents
 CLAUDE_CODE := deploy/claude-code
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
 .PHONY: serve test lint bench clean redis-server postgresql
 
@@ -33,14 +34,14 @@ $(CLAUDE_CODE)/node_modules/.installed: $(CLAUDE_CODE)/package.json $(CLAUDE_COD
 
 # Debian's redis-server, for the Redis backend's tests (they start their own instances).
 redis-server:
-	command -v redis-server >/dev/null || $(SUDO) apt-get install -y redis-server \
-		|| ($(SUDO) apt-get update && $(SUDO) apt-get install -y redis-server)
+	command -v redis-server >/dev/null || $(APT) install -y redis-server \
+		|| ($(APT) update && $(APT) install -y redis-server)
 
 # Debian's PostgreSQL server, for the PostgreSQL backend's tests (they start their own
 # clusters in temporary folders, as the `postgres` user when run as root).
 postgresql:
-	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || $(SUDO) apt-get install -y postgresql \
-		|| ($(SUDO) apt-get update && $(SUDO) apt-get install -y postgresql)
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || $(APT) install -y postgresql \
+		|| ($(APT) update && $(APT) install -y postgresql)
 
 # The pinned claude CLI comes last on PATH: a `claude` of your own (or
 # AGENT_GATEWAY_CLAUDE_COMMAND) is used first.
