@@ -4,6 +4,7 @@ It streams replies in the real event order (message_start, content_block_start,
 content_block_delta..., content_block_stop, message_delta with usage, message_stop), accepts
 unknown keys and roles, and picks its behaviour from markers in the last user text:
   [tool]   first answer a Bash tool_use running `echo tool-ran`, then report its result
+  [touch]  the same with `touch made-by-agent`, which needs permission outside bypass mode
   [slow]   stream one word every 0.2 s for ten minutes (for cancel tests)
   [fail]   answer HTTP 500
   [overloaded]  answer HTTP 529 overloaded_error, before any byte of a stream
@@ -100,8 +101,10 @@ class FakeAnthropic:
         if "[fail]" in user_text:
             error = {"type": "api_error", "message": "fake internal error"}
             return JSONResponse({"type": "error", "error": error}, status_code=500)
-        if "[tool]" in user_text and not _has_tool_result(last):
-            stream = self._tool_use(model)
+        if "[touch]" in last_text and not _has_tool_result(last):
+            stream = self._tool_use(model, "touch made-by-agent")
+        elif "[tool]" in user_text and not _has_tool_result(last):
+            stream = self._tool_use(model, "echo tool-ran")
         elif _has_tool_result(last):
             stream = self._text(model, ["tool said: ", _tool_result_text(last).strip()])
         elif "[slow]" in last_text:
@@ -186,7 +189,7 @@ class FakeAnthropic:
                 raise ConnectionAbortedError("fake connection drop")  # uvicorn cuts the socket
             yield chunk
 
-    async def _tool_use(self, model: str) -> AsyncIterator[bytes]:
+    async def _tool_use(self, model: str, command: str) -> AsyncIterator[bytes]:
         yield self._start(model)
         block = {
             "type": "tool_use",
@@ -198,7 +201,7 @@ class FakeAnthropic:
             "content_block_start",
             {"type": "content_block_start", "index": 0, "content_block": block},
         )
-        arguments = json.dumps({"command": "echo tool-ran", "description": "Say tool-ran"})
+        arguments = json.dumps({"command": command, "description": f"Run {command}"})
         for i in range(0, len(arguments), 16):
             yield _sse(
                 "content_block_delta",
