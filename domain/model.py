@@ -19,12 +19,14 @@ MAX_NAME_CHARS = 256  # a provider, model or session id
 MAX_METADATA_ENTRIES = 64
 MAX_METADATA_VALUE_CHARS = 4096
 MAX_PRIORITY = 100  # a run's priority in the queue is -MAX_PRIORITY..MAX_PRIORITY
+PERMISSION_MODES = ("default", "acceptEdits", "plan", "bypassPermissions")  # claude-code's
 PROJECT_ID_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 class RunStatus(enum.StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
+    WAITING_INPUT = "waiting_input"  # an interactive run's agent waits for an answer
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -32,7 +34,7 @@ class RunStatus(enum.StrEnum):
 
     @property
     def finished(self) -> bool:
-        return self not in (RunStatus.QUEUED, RunStatus.RUNNING)
+        return self not in (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING_INPUT)
 
 
 class OutputType(enum.StrEnum):
@@ -44,6 +46,7 @@ class OutputType(enum.StrEnum):
     STDOUT = "stdout"
     STDERR = "stderr"
     UNPARSED = "unparsed"
+    TURN_END = "turn_end"  # an interactive run's turn ended; the run goes on
 
 
 def validate_project_id(project_id: str) -> str:
@@ -68,6 +71,8 @@ class AgentRequest:
     metadata: Mapping[str, str] = field(default_factory=dict)
     priority: int = 0  # in the queue: higher first
     queue_timeout_s: int | None = None  # how long it may wait in the queue
+    interactive: bool = False  # the session stays open; the agent's requests come to the API
+    permission_mode: str | None = None  # None: the deployment's
 
     @classmethod
     def create(
@@ -81,6 +86,8 @@ class AgentRequest:
         metadata: Mapping[str, str] | None = None,
         priority: int = 0,
         queue_timeout_s: int | None = None,
+        interactive: bool = False,
+        permission_mode: str | None = None,
     ) -> AgentRequest:
         validate_project_id(project_id)
         if not isinstance(prompt, str) or not prompt:
@@ -92,6 +99,8 @@ class AgentRequest:
             raise InvalidRequest("timeout_s", f"must be between 1 and {MAX_TIMEOUT_S}")
         if queue_timeout_s is not None and not (1 <= queue_timeout_s <= MAX_TIMEOUT_S):
             raise InvalidRequest("queue_timeout_s", f"must be between 1 and {MAX_TIMEOUT_S}")
+        if permission_mode is not None and permission_mode not in PERMISSION_MODES:
+            raise InvalidRequest("permission_mode", f"must be one of {', '.join(PERMISSION_MODES)}")
         if not -MAX_PRIORITY <= priority <= MAX_PRIORITY:
             raise InvalidRequest("priority", f"must be between {-MAX_PRIORITY} and {MAX_PRIORITY}")
         if isinstance(providers, str):
@@ -120,6 +129,8 @@ class AgentRequest:
             dict(metadata or {}),
             priority,
             queue_timeout_s,
+            interactive,
+            permission_mode,
         )
 
 
@@ -199,7 +210,29 @@ class AgentResult:
     error: str | None = None
 
 
-AgentEvent = OutputEvent | ErrorEvent | AgentResult
+@dataclass(frozen=True, slots=True)
+class InputRequestEvent:
+    """The agent asks: may it use a tool (`permission`), or what is the answer (`question`,
+    its `questions` as the agent put them). Keyed by `request_id`, unique within the run."""
+
+    request_id: str
+    kind: str  # "permission" | "question"
+    tool: str
+    input: Mapping[str, Any]
+    description: str | None = None
+    questions: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class InputResolvedEvent:
+    """How a request ended: allow, deny, answered, withdrawn (by the agent), timed_out."""
+
+    request_id: str
+    decision: str
+    by: str | None = None
+
+
+AgentEvent = OutputEvent | ErrorEvent | InputRequestEvent | InputResolvedEvent | AgentResult
 
 
 # --- input to a running agent ------------------------------------------------------------
@@ -229,7 +262,12 @@ class Interrupt:
     """Stop the current turn; the run and its session stay open."""
 
 
-AgentInput = UserMessage | InputAnswer | Interrupt
+@dataclass(frozen=True, slots=True)
+class Close:
+    """End the run once the current turn has ended."""
+
+
+AgentInput = UserMessage | InputAnswer | Interrupt | Close
 
 
 # --- events on a stream -------------------------------------------------------------------
@@ -261,7 +299,15 @@ class GapEvent:
     first_available: int
 
 
-StreamEvent = OutputEvent | ErrorEvent | StatusEvent | DoneEvent | GapEvent
+StreamEvent = (
+    OutputEvent
+    | ErrorEvent
+    | StatusEvent
+    | InputRequestEvent
+    | InputResolvedEvent
+    | DoneEvent
+    | GapEvent
+)
 
 
 def approximate_size(event: StreamEvent) -> int:
@@ -279,7 +325,9 @@ def approximate_size(event: StreamEvent) -> int:
         return 100 + len(event.message) + len(event.partial_content or "")
     if isinstance(event, DoneEvent):
         return 200 + len(event.outcome.result or "")
-    return 100  # a status or a gap
+    if isinstance(event, InputRequestEvent):
+        return 200 + len(json.dumps(event.input, default=str))
+    return 100  # a status, a resolution or a gap
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +358,8 @@ class Run:
     outcome: Outcome = Outcome()
     error: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    pending_inputs: tuple[InputRequestEvent, ...] = ()  # what an interactive run waits for
+    turns: int = 0  # turns ended, of an interactive run
 
 
 @dataclass(frozen=True, slots=True)

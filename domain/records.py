@@ -13,6 +13,8 @@ from domain.model import (
     DoneEvent,
     ErrorEvent,
     GapEvent,
+    InputRequestEvent,
+    InputResolvedEvent,
     Outcome,
     OutputEvent,
     OutputType,
@@ -50,7 +52,33 @@ def event_record(event: StreamEvent) -> Record:
             "pv": event.provider,
             "er": event.error,
         }
+    if isinstance(event, InputRequestEvent):
+        return {"k": "i", **input_request_record(event)}
+    if isinstance(event, InputResolvedEvent):
+        return {"k": "r", "id": event.request_id, "d": event.decision, "by": event.by}
     return {"k": "g", "f": event.first_available}
+
+
+def input_request_record(event: InputRequestEvent) -> Record:
+    return {
+        "request_id": event.request_id,
+        "kind": event.kind,
+        "tool": event.tool,
+        "input": dict(event.input),
+        "description": event.description,
+        "questions": event.questions,
+    }
+
+
+def input_request_from_record(data: Record) -> InputRequestEvent:
+    return InputRequestEvent(
+        data["request_id"],
+        data["kind"],
+        data["tool"],
+        data["input"],
+        data["description"],
+        data["questions"],
+    )
 
 
 def event_from_record(data: Record) -> StreamEvent:
@@ -61,6 +89,10 @@ def event_from_record(data: Record) -> StreamEvent:
         return ErrorEvent(data["m"], data["p"])
     if kind == "s":
         return StatusEvent(RunStatus(data["s"]), data["n"])
+    if kind == "i":
+        return input_request_from_record(data)
+    if kind == "r":
+        return InputResolvedEvent(data["id"], data["d"], data["by"])
     if kind == "d":
         status = RunStatus(data["s"])
         return DoneEvent(status, Outcome(**data["o"]), data["ms"], data["pv"], data["er"])
@@ -72,6 +104,7 @@ def run_record(run: Run) -> Record:
     for name in ("created_at", "started_at", "finished_at"):
         data[name] = data[name].isoformat() if data[name] else None
     data["metadata"] = dict(run.metadata)
+    data["pending_inputs"] = [input_request_record(event) for event in run.pending_inputs]
     return data
 
 
@@ -82,6 +115,8 @@ def run_from_record(data: Record) -> Run:
     data["status"] = RunStatus(data["status"])
     data["providers_skipped"] = tuple(data["providers_skipped"])
     data["outcome"] = Outcome(**data["outcome"])
+    pending = data.get("pending_inputs", ())  # records from before interactive runs lack it
+    data["pending_inputs"] = tuple(input_request_from_record(event) for event in pending)
     return Run(**data)
 
 

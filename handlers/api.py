@@ -13,7 +13,15 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from domain.access import Role
 from domain.errors import SubscriberTooSlow
-from domain.model import MAX_CHAIN, AgentRequest, SequencedEvent
+from domain.model import (
+    MAX_CHAIN,
+    AgentRequest,
+    Close,
+    InputAnswer,
+    Interrupt,
+    SequencedEvent,
+    UserMessage,
+)
 from domain.ratelimit import TokenBuckets
 from domain.registry import ProviderRegistry
 from domain.runs import RunService
@@ -26,6 +34,7 @@ from handlers.metrics import Metrics
 from handlers.schemas import (
     ClaudeRunBody,
     ErrorBody,
+    InputBody,
     ProviderInfo,
     QueueEntry,
     RunRecord,
@@ -35,6 +44,7 @@ from handlers.schemas import (
 from handlers.settings import Settings
 
 PROJECT_ID = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
+JSON = "application/json"
 ProjectId = Annotated[str, Path(pattern=PROJECT_ID, description="1-63 of [a-z0-9-]")]
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody} for status in (400, 401, 403, 404, 408, 409, 413, 422, 429, 503)
@@ -92,6 +102,8 @@ def _start_request(project_id: str, body: StartRunBody) -> AgentRequest:
         metadata=body.metadata,
         priority=body.priority,
         queue_timeout_s=body.queue_timeout_s,
+        interactive=body.interactive,
+        permission_mode=body.permission_mode,
     )
 
 
@@ -218,6 +230,55 @@ async def cancel_run(
     """Stops the run; answers once the agent has stopped."""
     authorize(request, project_id, Role.RUN)
     return RunRecord.from_domain(await service.cancel(project_id, run_id))
+
+
+def _caller_name(request: Request) -> str | None:
+    caller = getattr(request.state, "caller", None)
+    return caller.name if caller is not None else None
+
+
+@router.post("/projects/{project_id}/runs/{run_id}/input", response_model=RunRecord)
+async def send_input(
+    project_id: ProjectId, run_id: str, body: InputBody, request: Request, service: Service
+) -> Response:
+    """Answers a pending request of an interactive run (200), or sends the user's next
+    message (202: `queue` runs it after the current turn, `now` stops the turn for it)."""
+    authorize(request, project_id, Role.RUN)
+    if body.request_id is not None:
+        answer = InputAnswer(
+            body.request_id,
+            body.decision == "allow",
+            body.message,
+            body.updated_input,
+            body.answers,
+        )
+        run = await service.send_input(project_id, run_id, answer, _caller_name(request))
+        return Response(RunRecord.from_domain(run).model_dump_json(), 200, media_type=JSON)
+    message = UserMessage(body.message or "", now=body.when == "now")
+    run = await service.send_input(project_id, run_id, message, _caller_name(request))
+    return Response(RunRecord.from_domain(run).model_dump_json(), 202, media_type=JSON)
+
+
+@router.post("/projects/{project_id}/runs/{run_id}/interrupt", response_model=RunRecord)
+async def interrupt_run(
+    project_id: ProjectId, run_id: str, request: Request, service: Service
+) -> RunRecord:
+    """Stops the current turn of an interactive run; the run and its session stay open."""
+    authorize(request, project_id, Role.RUN)
+    return RunRecord.from_domain(
+        await service.send_input(project_id, run_id, Interrupt(), _caller_name(request))
+    )
+
+
+@router.post("/projects/{project_id}/runs/{run_id}/close", response_model=RunRecord)
+async def close_run(
+    project_id: ProjectId, run_id: str, request: Request, service: Service
+) -> RunRecord:
+    """Ends an interactive run after its current turn (`done{succeeded}` with the totals)."""
+    authorize(request, project_id, Role.RUN)
+    return RunRecord.from_domain(
+        await service.send_input(project_id, run_id, Close(), _caller_name(request))
+    )
 
 
 @router.get("/queue", response_model=list[QueueEntry])

@@ -17,7 +17,7 @@ from typing import Protocol
 from domain.access import StreamTokens
 from domain.clock import SystemClock
 from domain.registry import ProviderRegistry
-from domain.runs import RunLimits, RunService, Storage
+from domain.runs import InteractionLimits, RunLimits, RunService, Storage
 from handlers.auth import Access, KeysFile
 from handlers.settings import ENV_PREFIX, Settings, SettingsError
 from ports.clock import Clock
@@ -233,7 +233,13 @@ def build_gateway(
         max_subscribers=settings.max_subscribers,
         max_subscribers_per_stream=settings.max_subscribers_per_stream,
     )
+    interaction = InteractionLimits(settings.idle_timeout_s, settings.input_timeout_s)
     service = RunService(
-        registry, storage, limits=limits, lease_ttl_s=settings.lease_ttl_s, clock=clock
+        registry,
+        storage,
+        limits=limits,
+        interaction=interaction,
+        lease_ttl_s=settings.lease_ttl_s,
+        clock=clock,
     )
     return Gateway(settings, registry, service, build_access(settings, clock), resources)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from domain.model import (
     MAX_CHAIN,
@@ -18,6 +18,7 @@ from domain.model import (
     Run,
     WaitingRun,
 )
+from handlers.sse import input_request_data
 
 # A provider, model or session id may become a command-line argument: no control characters.
 Name = Annotated[
@@ -49,6 +50,10 @@ class StartRunBody(BaseModel):
     timeout_s: Seconds | None = None
     priority: Priority = Field(0, description="in the queue: higher first")
     queue_timeout_s: Seconds | None = Field(None, description="how long it may wait queued")
+    interactive: bool = Field(
+        False, description="keep the session open; permission requests come to the API"
+    )
+    permission_mode: Literal["default", "acceptEdits", "plan", "bypassPermissions"] | None = None
     metadata: (
         Annotated[
             dict[
@@ -104,6 +109,8 @@ class RunRecord(BaseModel):
     cost_usd: float | None
     error: str | None
     metadata: dict[str, str]
+    pending_inputs: list[dict[str, Any]]
+    turns: int
 
     @classmethod
     def from_domain(cls, run: Run) -> RunRecord:
@@ -125,7 +132,32 @@ class RunRecord(BaseModel):
             cost_usd=outcome.cost_usd,
             error=run.error,
             metadata=dict(run.metadata),
+            pending_inputs=[input_request_data(event) for event in run.pending_inputs],
+            turns=run.turns,
         )
+
+
+class InputBody(BaseModel):
+    """An answer to a pending request (`request_id`, `decision`, ...) or the user's next
+    message (`message`, `when`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: Name | None = None
+    decision: Literal["allow", "deny"] | None = None
+    message: str | None = Field(None, max_length=1024 * 1024)
+    updated_input: dict[str, Any] | None = None
+    answers: dict[str, str] | None = None
+    when: Literal["queue", "now"] = "queue"
+
+    @model_validator(mode="after")
+    def _an_answer_or_a_message(self) -> InputBody:
+        if self.request_id is not None:
+            if self.decision is None:
+                raise ValueError("an answer needs `decision`: allow or deny")
+        elif not self.message:
+            raise ValueError("send `request_id` and `decision`, or a non-empty `message`")
+        return self
 
 
 class QueueEntry(BaseModel):

@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     terminate_grace_s: float = Field(5.0, ge=0)
     shutdown_grace_s: float = Field(20.0, ge=0)
     lease_ttl_s: float = Field(15.0, gt=0)  # a dead replica's runs fail after this
+    idle_timeout_s: float = Field(600.0, gt=0)  # an interactive run with no turn: closed
+    input_timeout_s: float = Field(3600.0, gt=0)  # a request nobody answers: denied
     max_runs: int = Field(200, ge=1)  # concurrent runs on one replica
     max_runs_per_project: int = Field(20, ge=1)
     max_queued: int = Field(10_000, ge=0)  # runs waiting, per deployment; 0 = no queue

@@ -18,6 +18,8 @@ from domain.model import (
     DoneEvent,
     ErrorEvent,
     GapEvent,
+    InputRequestEvent,
+    InputResolvedEvent,
     OutputEvent,
     SequencedEvent,
     StatusEvent,
@@ -30,6 +32,8 @@ EVENT_NAMES: dict[type, bytes] = {
     OutputEvent: b"output",
     ErrorEvent: b"error",
     StatusEvent: b"status",
+    InputRequestEvent: b"input_request",
+    InputResolvedEvent: b"input_resolved",
     DoneEvent: b"done",
     GapEvent: b"gap",
 }
@@ -47,6 +51,10 @@ def event_data(event: StreamEvent) -> dict[str, Any]:
         if event.partial_content is not None:
             data["partial_content"] = event.partial_content
         return data
+    if isinstance(event, InputRequestEvent):
+        return input_request_data(event)
+    if isinstance(event, InputResolvedEvent):
+        return {"request_id": event.request_id, "decision": event.decision, "by": event.by}
     if isinstance(event, StatusEvent):
         if event.position is None:
             return {"status": event.status}
@@ -67,6 +75,20 @@ def event_data(event: StreamEvent) -> dict[str, Any]:
             "error": event.error,
         }
     return {"first_available": event.first_available}
+
+
+def input_request_data(event: InputRequestEvent) -> dict[str, Any]:
+    """As the contract spells it, on the stream and in the run record's `pending_inputs`."""
+    data: dict[str, Any] = {
+        "request_id": event.request_id,
+        "kind": event.kind,
+        "tool": event.tool,
+        "input": event.input,
+        "description": event.description,
+    }
+    if event.questions is not None:
+        data["questions"] = event.questions
+    return data
 
 
 def to_json(data: Any) -> bytes:

@@ -14,7 +14,10 @@ class AgentProcess(Protocol):
     cannot keep it going past a bounded drain time). `stop` asks the process and every
     descendant to stop (interrupt, then terminate, then kill after grace periods) and returns
     only once the process has exited; it is idempotent. `wait` returns the exit code (128 + N
-    if killed by signal N), or raises ProcessLost with the reason when it cannot be known."""
+    if killed by signal N), or raises ProcessLost with the reason when it cannot be known.
+    A process started with `keep_stdin_open` takes more input by `write` (in order, without
+    blocking) until `close_stdin`; writing to a process whose stdin is closed or that has
+    exited does nothing."""
 
     def output(self) -> AsyncGenerator[tuple[Channel, bytes], None]: ...
 
@@ -22,14 +25,24 @@ class AgentProcess(Protocol):
 
     async def wait(self) -> int: ...
 
+    def write(self, data: bytes) -> None: ...
+
+    def close_stdin(self) -> None: ...
+
 
 class ProcessRunner(Protocol):
     """Starts agent processes: argv only (never a shell), in the project's working directory,
-    with exactly the given environment, `stdin` written to the process and then closed.
-    Raises AgentStartFailed if the program cannot be started (not found, no pod)."""
+    with exactly the given environment, `stdin` written to the process and then closed
+    (unless `keep_stdin_open`). Raises AgentStartFailed if the program cannot be started (not
+    found, no pod) or the runner cannot keep stdin open."""
 
     async def start(
-        self, project_id: str, argv: Sequence[str], env: Mapping[str, str], stdin: bytes = b""
+        self,
+        project_id: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        stdin: bytes = b"",
+        keep_stdin_open: bool = False,
     ) -> AgentProcess: ...
 
     def check(self, program: str) -> str | None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import secrets
 from collections.abc import AsyncGenerator, Mapping, Sequence
+from typing import Any
+
+import orjson
 
 from adapters.claude_code.stream_json import StreamJsonParser
 from domain.errors import InputNotAccepted
@@ -12,8 +17,14 @@ from domain.model import (
     AgentInput,
     AgentRequest,
     Capabilities,
+    Close,
+    InputAnswer,
+    InputRequestEvent,
+    InputResolvedEvent,
+    Interrupt,
     OutputEvent,
     OutputType,
+    UserMessage,
 )
 from ports.process_runner import AgentProcess, ProcessRunner
 
@@ -24,7 +35,12 @@ INSTALL_HINT = (
 
 
 class ClaudeCodeAgent:
-    """CodeAgent for the Claude Code CLI in print mode; the prompt goes on stdin, verbatim."""
+    """CodeAgent for the Claude Code CLI in print mode; the prompt goes on stdin, verbatim.
+
+    An interactive run speaks the CLI's headless control protocol on stdin and stdout
+    (`--input-format stream-json --permission-prompt-tool stdio`): each user turn is a JSON
+    line, the CLI's permission requests come as `control_request` lines and are answered by
+    `control_response` lines, and the process lives until its stdin is closed."""
 
     def __init__(
         self,
@@ -43,12 +59,17 @@ class ClaudeCodeAgent:
         # prompt in argv shows in `ps` and, for pods, in the exec URL and audit logs.
         argv = [*self._command, "-p", "--output-format", "stream-json"]
         argv += ["--verbose", "--include-partial-messages"]
-        argv += ["--permission-mode", self._permission_mode]
+        if request.interactive:
+            argv += ["--input-format", "stream-json", "--permission-prompt-tool", "stdio"]
+        argv += ["--permission-mode", self.permission_mode(request)]
         if request.session_id:
             argv += ["--resume", request.session_id]
         if request.model:
             argv += ["--model", request.model]
         return argv
+
+    def permission_mode(self, request: AgentRequest) -> str:
+        return request.permission_mode or self._permission_mode
 
     def capabilities(self) -> Capabilities:
         problem = self._runner.check(self._command[0])
@@ -63,30 +84,97 @@ class ClaudeCodeAgent:
 
     async def start(self, run_id: str, request: AgentRequest) -> ClaudeCodeRun:
         env = dict(self._env)
-        if self._permission_mode == "bypassPermissions":
+        if self.permission_mode(request) == "bypassPermissions":
             # The CLI refuses this mode as root unless IS_SANDBOX is exactly "1"; choosing
             # the mode is the operator's statement that the pod is the sandbox.
             env["IS_SANDBOX"] = "1"
+        argv = self.build_argv(request)
+        if not request.interactive:
+            process = await self._runner.start(
+                request.project_id, argv, env, request.prompt.encode()
+            )
+            return ClaudeCodeRun(process, interactive=False)
+        first_turn = user_line(UserMessage(request.prompt))
         process = await self._runner.start(
-            request.project_id, self.build_argv(request), env, request.prompt.encode()
+            request.project_id, argv, env, first_turn, keep_stdin_open=True
         )
-        return ClaudeCodeRun(process)
+        return ClaudeCodeRun(process, interactive=True)
+
+
+def _line(message: dict[str, Any]) -> bytes:
+    """One JSON line for the CLI's stdin (JSON escapes newlines inside strings)."""
+    try:
+        return orjson.dumps(message) + b"\n"
+    except orjson.JSONEncodeError:  # lone surrogates: the standard library escapes them
+        return json.dumps(message).encode() + b"\n"
+
+
+def user_line(message: UserMessage) -> bytes:
+    line: dict[str, Any] = {
+        "type": "user",
+        "message": {"role": "user", "content": message.text},
+        "parent_tool_use_id": None,
+        "session_id": "default",
+    }
+    if message.now:  # ends the turn under way and runs at once
+        line["priority"] = "now"
+    return _line(line)
+
+
+def answer_line(answer: InputAnswer, request: InputRequestEvent | None) -> bytes:
+    """The CLI takes an allow only with `updatedInput` (a missing one counts as a denial):
+    the original input, or the caller's, plus the answers to a question."""
+    if answer.allow:
+        updated = dict(answer.updated_input or (request.input if request else {}))
+        if answer.answers:
+            updated["answers"] = dict(answer.answers)
+        response: dict[str, Any] = {"behavior": "allow", "updatedInput": updated}
+    else:
+        response = {"behavior": "deny", "message": answer.message or "denied by the user"}
+    return _line(
+        {
+            "type": "control_response",
+            "response": {
+                "subtype": "success",
+                "request_id": answer.request_id,
+                "response": response,
+            },
+        }
+    )
+
+
+def error_line(request_id: str, message: str) -> bytes:
+    return _line(
+        {
+            "type": "control_response",
+            "response": {"subtype": "error", "request_id": request_id, "error": message},
+        }
+    )
 
 
 class ClaudeCodeRun:
     """AgentRun of one CLI process: its stdout parsed as stream-json, stderr as lines."""
 
-    def __init__(self, process: AgentProcess) -> None:
+    def __init__(self, process: AgentProcess, interactive: bool) -> None:
         self._process = process
+        self._interactive = interactive
+        self._requests: dict[str, InputRequestEvent] = {}  # open, by request id
 
     async def events(self) -> AsyncGenerator[AgentEvent, None]:
-        parser = StreamJsonParser()
+        parser = StreamJsonParser(interactive=self._interactive)
         stderr = LineDecoder()
         try:
             async for channel, chunk in self._process.output():
                 if channel == "stdout":
                     for event in parser.feed(chunk):
+                        if isinstance(event, InputRequestEvent):
+                            self._requests[event.request_id] = event
+                        elif isinstance(event, InputResolvedEvent):
+                            self._requests.pop(event.request_id, None)
                         yield event
+                    for request_id in parser.unanswerable:  # never leave the CLI waiting
+                        self._process.write(error_line(request_id, "not supported"))
+                    parser.unanswerable.clear()
                 else:
                     for line in stderr.feed(chunk):
                         yield OutputEvent(OutputType.STDERR, line)
@@ -99,7 +187,21 @@ class ClaudeCodeRun:
             await self._process.stop()  # also kills what the agent left behind
 
     async def send(self, agent_input: AgentInput) -> None:
-        raise InputNotAccepted("this run takes no input: Claude Code runs in print mode")
+        if not self._interactive:
+            raise InputNotAccepted("this run takes no input: it was not started interactive")
+        if isinstance(agent_input, InputAnswer):
+            request = self._requests.pop(agent_input.request_id, None)
+            self._process.write(answer_line(agent_input, request))
+        elif isinstance(agent_input, UserMessage):
+            self._process.write(user_line(agent_input))
+        elif isinstance(agent_input, Interrupt):
+            interrupt = {"subtype": "interrupt"}
+            request_id = secrets.token_hex(8)
+            self._process.write(
+                _line({"type": "control_request", "request_id": request_id, "request": interrupt})
+            )
+        elif isinstance(agent_input, Close):
+            self._process.close_stdin()  # the CLI ends after the turn under way
 
     async def stop(self) -> None:
         await self._process.stop()

@@ -8,7 +8,17 @@ from typing import Any
 import orjson
 
 from domain.lines import LineDecoder
-from domain.model import AgentResult, Outcome, OutputEvent, OutputType
+from domain.model import (
+    AgentResult,
+    InputRequestEvent,
+    InputResolvedEvent,
+    Outcome,
+    OutputEvent,
+    OutputType,
+)
+
+ParsedEvent = OutputEvent | InputRequestEvent | InputResolvedEvent
+QUESTION_TOOL = "AskUserQuestion"  # its permission request is a question for the user
 
 
 class StreamJsonParser:
@@ -18,35 +28,41 @@ class StreamJsonParser:
     `stream_event` deltas, then in the full `assistant` message. The deltas are emitted (they
     come first, token by token) and the same blocks of the later message are skipped."""
 
-    def __init__(self) -> None:
+    def __init__(self, interactive: bool = False) -> None:
+        self._interactive = interactive  # each `result` ends a turn, not the run
         self._lines = LineDecoder()
         self._message_id: str | None = None
         self._streamed: set[tuple[str | None, str]] = set()  # (message id, block type)
         self.result: dict[str, Any] | None = None
         self.session_id: str | None = None
         self.model: str | None = None  # as the init line reports it
+        # Totals over the turns: `usage` is per turn, `total_cost_usd` the session's so far.
+        self.turns = 0
+        self._input_tokens: int | None = None
+        self._output_tokens: int | None = None
+        self._cost_usd: float | None = None
+        self.unanswerable: list[str] = []  # control requests of a kind nobody here answers
 
-    def feed(self, chunk: bytes) -> list[OutputEvent]:
+    def feed(self, chunk: bytes) -> list[ParsedEvent]:
         return [e for line in self._lines.feed(chunk) for e in self.parse_line(line)]
 
-    def finish(self) -> list[OutputEvent]:
+    def finish(self) -> list[ParsedEvent]:
         return [e for line in self._lines.finish() for e in self.parse_line(line)]
 
     def agent_result(self, exit_code: int | None) -> AgentResult:
         result = self.result or {}
-        usage = result.get("usage") if isinstance(result.get("usage"), dict) else {}
         outcome = Outcome(
             exit_code=exit_code,
             result=_str_or_none(result.get("result")),
             session_id=_str_or_none(result.get("session_id")) or self.session_id,
             model=self.model,
-            input_tokens=_int_or_none(usage.get("input_tokens")),
-            output_tokens=_int_or_none(usage.get("output_tokens")),
-            cost_usd=_float_or_none(result.get("total_cost_usd")),
+            input_tokens=self._input_tokens,
+            output_tokens=self._output_tokens,
+            cost_usd=self._cost_usd,
         )
         return AgentResult(outcome, bool(result.get("is_error", False)), _result_error(result))
 
-    def parse_line(self, line: str) -> list[OutputEvent]:
+    def parse_line(self, line: str) -> list[ParsedEvent]:
         if not line.strip():
             return []
         try:
@@ -61,7 +77,7 @@ class StreamJsonParser:
             # JSON of an unexpected shape: keep it verbatim rather than guess.
             return [OutputEvent(OutputType.UNPARSED, line)]
 
-    def _parse_object(self, obj: dict[str, Any]) -> list[OutputEvent]:
+    def _parse_object(self, obj: dict[str, Any]) -> list[ParsedEvent]:
         kind = obj.get("type")
         if kind == "stream_event":
             return self._stream_event(obj["event"])
@@ -72,11 +88,64 @@ class StreamJsonParser:
         if kind == "system":
             return [self._system(obj)]
         if kind == "result":
-            self.result = obj
-            if isinstance(obj.get("session_id"), str):
-                self.session_id = obj["session_id"]
+            return self._result(obj)
+        if kind == "control_request":
+            return self._control_request(obj)
+        if kind == "control_cancel_request":  # the agent no longer waits for it
+            return [InputResolvedEvent(str(obj["request_id"]), "withdrawn")]
+        if kind == "control_response":  # the agent's answer to our interrupt
             return []
         return [OutputEvent(OutputType.SYSTEM, str(kind), {"subtype": "unknown"}, raw=obj)]
+
+    def _result(self, obj: dict[str, Any]) -> list[ParsedEvent]:
+        self.result = obj
+        if isinstance(obj.get("session_id"), str):
+            self.session_id = obj["session_id"]
+        usage = obj.get("usage") if isinstance(obj.get("usage"), dict) else {}
+        turn_input = _int_or_none(usage.get("input_tokens"))
+        turn_output = _int_or_none(usage.get("output_tokens"))
+        if turn_input is not None:
+            self._input_tokens = (self._input_tokens or 0) + turn_input
+        if turn_output is not None:
+            self._output_tokens = (self._output_tokens or 0) + turn_output
+        session_cost = _float_or_none(obj.get("total_cost_usd"))
+        turn_cost = None
+        if session_cost is not None:
+            turn_cost = session_cost - (self._cost_usd or 0.0)
+            self._cost_usd = session_cost
+        self.turns += 1
+        if not self._interactive:
+            return []
+        fields = {
+            "turn": self.turns,
+            "result": _str_or_none(obj.get("result")),
+            "input_tokens": turn_input,
+            "output_tokens": turn_output,
+            "cost_usd": turn_cost,
+            "subtype": obj.get("subtype"),
+        }
+        return [OutputEvent(OutputType.TURN_END, str(obj.get("result") or ""), fields)]
+
+    def _control_request(self, obj: dict[str, Any]) -> list[ParsedEvent]:
+        request_id, request = str(obj["request_id"]), obj["request"]
+        if request.get("subtype") != "can_use_tool":
+            self.unanswerable.append(request_id)
+            return [
+                OutputEvent(OutputType.SYSTEM, "control_request", {"subtype": "unknown"}, raw=obj)
+            ]
+        tool = str(request["tool_name"])
+        tool_input = request.get("input") if isinstance(request.get("input"), dict) else {}
+        question = tool == QUESTION_TOOL
+        return [
+            InputRequestEvent(
+                request_id,
+                "question" if question else "permission",
+                tool,
+                tool_input,
+                _str_or_none(request.get("description")),
+                tool_input.get("questions") if question else None,
+            )
+        ]
 
     def _system(self, obj: dict[str, Any]) -> OutputEvent:
         subtype = str(obj.get("subtype", ""))

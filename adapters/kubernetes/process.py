@@ -138,6 +138,12 @@ class ExecProcess:
         finally:
             self._closing.set()  # the consumer is gone: never block the pump again
 
+    def write(self, data: bytes) -> None:
+        return None  # stdin was closed after the prompt (the runner refuses interactive runs)
+
+    def close_stdin(self) -> None:
+        return None
+
     async def wait(self) -> int:
         code = await asyncio.shield(self._exited)
         if code is None:

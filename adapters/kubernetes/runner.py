@@ -52,8 +52,18 @@ class KubernetesExecRunner:
         return None  # the pod's image is checked when a run starts
 
     async def start(
-        self, project_id: str, argv: Sequence[str], env: Mapping[str, str], stdin: bytes = b""
+        self,
+        project_id: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        stdin: bytes = b"",
+        keep_stdin_open: bool = False,
     ) -> ExecProcess:
+        if keep_stdin_open:
+            raise AgentStartFailed(
+                "interactive runs are not supported on the kubernetes runner yet (its exec "
+                "stream closes stdin after the prompt); use the local runner"
+            )
         if len(self._running) >= self._max_pumps:
             raise AgentStartFailed(
                 f"{self._max_pumps} execs are running: no thread left to pump one"

@@ -50,7 +50,12 @@ class LocalProcessRunner:
         return None
 
     async def start(
-        self, project_id: str, argv: Sequence[str], env: Mapping[str, str], stdin: bytes = b""
+        self,
+        project_id: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        stdin: bytes = b"",
+        keep_stdin_open: bool = False,
     ) -> LocalProcess:
         cwd = self._workspace_root / project_id
         cwd.mkdir(parents=True, exist_ok=True)
@@ -75,7 +80,7 @@ class LocalProcessRunner:
             self._terminate_grace_s,
             self._drain_s,
         )
-        await process.attach(stdin)
+        await process.attach(stdin, keep_stdin_open)
         return process
 
 
@@ -102,13 +107,17 @@ class LocalProcess:
         self._output = _OutputBuffer()
         self._stop_lock = asyncio.Lock()
         self.pid = popen.pid
+        self._stdin: asyncio.WriteTransport | None = None  # open for an interactive agent
 
-    async def attach(self, stdin: bytes) -> None:
+    async def attach(self, stdin: bytes, keep_stdin_open: bool = False) -> None:
         loop = asyncio.get_running_loop()
         # The transport writes without blocking and closes the pipe once all is written.
         writer, _ = await loop.connect_write_pipe(asyncio.Protocol, self._popen.stdin)
         writer.write(stdin)
-        writer.close()
+        if keep_stdin_open:
+            self._stdin = writer
+        else:
+            writer.close()
         pidfd = os.pidfd_open(self._popen.pid)
 
         def on_exit() -> None:
@@ -151,6 +160,14 @@ class LocalProcess:
                     return
         finally:
             buffer.close()
+
+    def write(self, data: bytes) -> None:
+        if self._stdin is not None and not self._stdin.is_closing():
+            self._stdin.write(data)  # a dead reader's EPIPE closes the transport, quietly
+
+    def close_stdin(self) -> None:
+        if self._stdin is not None:
+            self._stdin.close()  # once what was written has gone out
 
     async def wait(self) -> int:
         code = await asyncio.shield(self._exited)

@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from domain.model import AgentRequest, Run
+from domain.model import AgentRequest, InputRequestEvent, Run
 from ports.code_agent import AgentRun
 
 
@@ -32,6 +32,12 @@ class ActiveRun:
     stopping: asyncio.Task[None] | None = None  # held, so the stop task is never collected
     driver: asyncio.Task[None] | None = None
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+    # An interactive run's state (domain/runs/interaction.py): the open requests by id,
+    # their timeout tasks (and the idle one, as "idle"), the turns ended.
+    pending: dict[str, InputRequestEvent] = field(default_factory=dict)
+    timers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    turns: int = 0
+    turn_running: bool = True
 
 
 class ActiveRuns:

@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from domain.errors import AgentStartFailed, ProviderUnavailable, ShuttingDown
 from domain.logcontext import bind_run
 from domain.model import (
+    AgentEvent,
     AgentRequest,
     AgentResult,
     DoneEvent,
@@ -79,6 +80,7 @@ class RunLifecycle:
         new_id: Callable[[], str],
         limits: RunLimits,
         lease_ttl_s: float,
+        observe: Callable[[ActiveRun, AgentEvent], Awaitable[None]],
     ) -> None:
         self._registry = registry
         self._hub = hub
@@ -91,6 +93,7 @@ class RunLifecycle:
         self._new_id = new_id
         self._limits = limits
         self._lease_ttl_s = lease_ttl_s
+        self._observe = observe  # what an interactive run's events change (its record)
         self.accepting = True
 
     def admit(self, request: AgentRequest) -> None:
@@ -219,6 +222,8 @@ class RunLifecycle:
                     if isinstance(event, ErrorEvent):
                         self._stats.upstream_errors[active.provider] += 1
                     await publish(self._hub, self._stats, run.stream_id, event)
+                    if active.request.interactive:
+                        await self._observe(active, event)
         except asyncio.CancelledError:
             failure = "run aborted: the gateway stopped before the agent finished"
             raise
@@ -246,6 +251,8 @@ class RunLifecycle:
         failure: str | None,
         elapsed_s: float,
     ) -> None:
+        for timer in active.timers.values():  # an interactive run's input and idle timeouts
+            timer.cancel()
         status, error = final_status(active.stop_reason, reported, failure)
         outcome = reported.outcome if reported is not None else Outcome()
         run, done = final_record(

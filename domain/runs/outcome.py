@@ -41,5 +41,12 @@ def final_record(
     the agent did not report is the one the run was asked to continue."""
     if outcome.session_id is None and run.outcome.session_id is not None:
         outcome = replace(outcome, session_id=run.outcome.session_id)
-    final = replace(run, status=status, finished_at=finished_at, outcome=outcome, error=error)
+    final = replace(
+        run,
+        status=status,
+        finished_at=finished_at,
+        outcome=outcome,
+        error=error,
+        pending_inputs=(),  # nothing waits for an answer any more
+    )
     return final, DoneEvent(status, outcome, duration_ms, run.provider, error)

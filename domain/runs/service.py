@@ -10,9 +10,10 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from domain.clock import SystemClock
-from domain.errors import RunNotFound
+from domain.errors import InputNotAccepted, RunNotFound
 from domain.logcontext import bind_run
 from domain.model import (
+    AgentInput,
     AgentRequest,
     Run,
     RunStatus,
@@ -22,6 +23,7 @@ from domain.model import (
 )
 from domain.registry import ProviderRegistry
 from domain.runs.active import ActiveRuns
+from domain.runs.interaction import InteractionLimits, RunInteraction
 from domain.runs.leases import LeaseKeeper
 from domain.runs.lifecycle import RunLifecycle, RunLimits
 from domain.runs.queueing import RunQueueing
@@ -63,6 +65,7 @@ class RunService:
         storage: Storage,
         *,
         limits: RunLimits | None = None,
+        interaction: InteractionLimits | None = None,
         lease_ttl_s: float = 15.0,
         clock: Clock | None = None,
         new_id: Callable[[], str] = new_secret_id,
@@ -75,6 +78,9 @@ class RunService:
         self._active = ActiveRuns()
         self._background: set[asyncio.Task[Run]] = set()
         self._stopper = RunStopper(self._active, storage.hub, storage.control, clock)
+        self._interaction = RunInteraction(
+            storage.hub, storage.store, self.stats, clock, interaction or InteractionLimits()
+        )
         self._lifecycle = RunLifecycle(
             registry,
             storage.hub,
@@ -87,6 +93,7 @@ class RunService:
             new_id,
             limits,
             lease_ttl_s,
+            self._interaction.observe,
         )
         self._leases = LeaseKeeper(
             self._active,
@@ -135,6 +142,24 @@ class RunService:
         if run.status is RunStatus.QUEUED and await self._queueing.cancel_waiting(run):
             return await self.get(project_id, run_id)
         await self._stopper.cancel(run)
+        return await self.get(project_id, run_id)
+
+    async def send_input(
+        self, project_id: str, run_id: str, agent_input: AgentInput, by: str | None = None
+    ) -> Run:
+        """Hands an interactive run's agent an answer, a message, an interrupt or a close;
+        InputNotAccepted (409) if the run takes no such input now."""
+        run = await self.get(project_id, run_id)
+        bind_run(run_id, project_id)
+        active = self._active.get(run_id)
+        if active is None:
+            if run.status.finished or run.status is RunStatus.QUEUED:
+                raise InputNotAccepted(f"the run is {run.status}: it takes no input")
+            raise InputNotAccepted(
+                "the run is driven by another replica: send its input there (input across "
+                "replicas is not built yet)"
+            )
+        await self._interaction.send(active, agent_input, by)
         return await self.get(project_id, run_id)
 
     def cancel_soon(self, project_id: str, run_id: str) -> None:

@@ -1,0 +1,222 @@
+"""Interactive runs with the real Claude Code CLI (from the npm registry) on the local
+runner, against the fake Messages API: the CLI's permission requests answered over the
+API, follow-ups, interrupt, close, and the input and idle timeouts."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from httpx_sse import connect_sse
+
+from tests.conftest import CLAUDE_CLI, processes_working_in
+from tests.fakes.fake_anthropic import INPUT_TOKENS, FakeAnthropic
+from tests.fakes.servers import RunningServer
+
+pytestmark = pytest.mark.slow
+Event = tuple[int | None, str, dict[str, Any]]
+
+
+@pytest.fixture
+def gateway(start_gateway, monkeypatch, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    fake = FakeAnthropic()
+    with RunningServer(fake.app) as api:
+        home = Path(tempfile.mkdtemp(dir=tmp_path))
+        for name, value in {
+            "HOME": str(home),
+            "ANTHROPIC_BASE_URL": api.url,
+            "ANTHROPIC_API_KEY": "dummy",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "DISABLE_TELEMETRY": "1",
+            "DISABLE_AUTOUPDATER": "1",
+            "CLAUDE_CODE_TMPDIR": str(home),
+            "CLAUDE_CODE_MAX_RETRIES": "0",
+        }.items():
+            monkeypatch.setenv(name, value)
+
+        def start(**settings: Any) -> Any:
+            return start_gateway(claude_command=str(CLAUDE_CLI), **settings)
+
+        yield start
+
+
+def start_interactive(url: str, prompt: str, **body: Any) -> dict[str, Any]:
+    body = {"prompt": prompt, "interactive": True, "permission_mode": "default", **body}
+    response = httpx.post(f"{url}/projects/demo/claude", json=body, timeout=30)
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def post(url: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+    return httpx.post(f"{url}{path}", json=body or {}, timeout=30)
+
+
+def follow(url: str, run: dict[str, Any], act: Callable[[Event], None]) -> list[Event]:
+    """Reads the stream to `done`, calling `act` on each event as it arrives."""
+    events: list[Event] = []
+    with (
+        httpx.Client(base_url=url, timeout=60) as client,
+        connect_sse(client, "GET", run["stream_url"]) as source,
+    ):
+        for sse in source.iter_sse():
+            if not sse.data:
+                continue
+            event = (int(sse.id) if sse.id else None, sse.event, json.loads(sse.data))
+            events.append(event)
+            act(event)
+    return events
+
+
+def turn_ends(events: list[Event]) -> list[dict[str, Any]]:
+    return [d for _, name, d in events if name == "output" and d["type"] == "turn_end"]
+
+
+def test_a_permission_allowed_over_the_api_lets_the_tool_run(gateway):
+    server = gateway()
+    run = start_interactive(server.url, "please run [touch]")
+    runs = f"/projects/demo/runs/{run['run_id']}"
+    made = server.workspace / "demo" / "made-by-agent"
+    seen_record: list[dict[str, Any]] = []
+
+    def act(event: Event) -> None:
+        _, name, data = event
+        if name == "input_request":
+            record = httpx.get(f"{server.url}{runs}").json()
+            seen_record.append(record)
+            answer = post(
+                server.url, f"{runs}/input", {"request_id": data["request_id"], "decision": "allow"}
+            )
+            assert answer.status_code == 200, answer.text
+        if name == "output" and data["type"] == "turn_end":
+            assert post(server.url, f"{runs}/close").status_code == 200
+
+    events = follow(server.url, run, act)
+    request = next(d for _, name, d in events if name == "input_request")
+    assert (request["kind"], request["tool"]) == ("permission", "Bash")
+    assert request["input"]["command"] == "touch made-by-agent"
+    assert seen_record[0]["status"] == "waiting_input"
+    assert seen_record[0]["pending_inputs"][0]["request_id"] == request["request_id"]
+    resolved = next(d for _, name, d in events if name == "input_resolved")
+    assert resolved == {"request_id": request["request_id"], "decision": "allow", "by": None}
+    statuses = [d["status"] for _, name, d in events if name == "status"]
+    assert statuses == ["waiting_input", "running"]
+    assert made.exists()
+    assert events[-1][1] == "done" and events[-1][2]["status"] == "succeeded"
+    record = httpx.get(f"{server.url}{runs}").json()
+    assert record["turns"] == 1 and record["pending_inputs"] == []
+
+
+def test_a_denied_permission_keeps_the_tool_from_running_and_the_run_goes_on(gateway):
+    server = gateway()
+    run = start_interactive(server.url, "please run [touch]")
+    runs = f"/projects/demo/runs/{run['run_id']}"
+
+    def act(event: Event) -> None:
+        _, name, data = event
+        if name == "input_request":
+            body = {"request_id": data["request_id"], "decision": "deny", "message": "not here"}
+            assert post(server.url, f"{runs}/input", body).status_code == 200
+            again = post(server.url, f"{runs}/input", body)  # already resolved
+            assert again.status_code == 409
+        if name == "output" and data["type"] == "turn_end":
+            post(server.url, f"{runs}/close")
+
+    events = follow(server.url, run, act)
+    result = next(d for _, name, d in events if name == "output" and d["type"] == "tool_result")
+    assert result["is_error"] is True
+    assert not (server.workspace / "demo" / "made-by-agent").exists()
+    assert turn_ends(events) and events[-1][2]["status"] == "succeeded"
+
+
+def test_follow_ups_run_as_new_turns_of_the_same_session_and_done_totals_them(gateway):
+    server = gateway()
+    run = start_interactive(server.url, "first question")
+    runs = f"/projects/demo/runs/{run['run_id']}"
+
+    def act(event: Event) -> None:
+        _, name, data = event
+        if name == "output" and data["type"] == "turn_end":
+            if data["turn"] == 1:
+                sent = post(server.url, f"{runs}/input", {"message": "second question"})
+                assert sent.status_code == 202
+            else:
+                post(server.url, f"{runs}/close")
+
+    events = follow(server.url, run, act)
+    ends = turn_ends(events)
+    assert [end["turn"] for end in ends] == [1, 2]
+    assert "You said: second question" in ends[1]["result"]
+    done = events[-1][2]
+    assert done["status"] == "succeeded"
+    assert done["input_tokens"] == 2 * INPUT_TOKENS  # over both turns
+    assert done["cost_usd"] == pytest.approx(sum(end["cost_usd"] for end in ends))
+    assert httpx.get(f"{server.url}{runs}").json()["turns"] == 2
+
+
+def test_an_interrupt_ends_the_turn_and_the_session_takes_the_next_message(gateway):
+    server = gateway()
+    run = start_interactive(server.url, "talk [slow]")
+    runs = f"/projects/demo/runs/{run['run_id']}"
+    state = {"texts": 0}
+
+    def act(event: Event) -> None:
+        _, name, data = event
+        if name == "output" and data["type"] == "text":
+            state["texts"] += 1
+            if state["texts"] == 3:
+                assert post(server.url, f"{runs}/interrupt").status_code == 200
+        if name == "output" and data["type"] == "turn_end":
+            if data["turn"] == 1:
+                post(server.url, f"{runs}/input", {"message": "after the interrupt"})
+            else:
+                post(server.url, f"{runs}/close")
+
+    events = follow(server.url, run, act)
+    first, second = turn_ends(events)
+    assert first["subtype"] == "error_during_execution"
+    assert "You said: after the interrupt" in second["result"]
+    assert events[-1][2]["status"] == "succeeded"
+
+
+def test_an_unanswered_request_is_denied_after_the_input_timeout(gateway):
+    server = gateway(input_timeout_s=1, idle_timeout_s=1)
+    run = start_interactive(server.url, "please run [touch]")
+    began = time.monotonic()
+    events = follow(server.url, run, lambda event: None)  # nobody answers, nobody closes
+    resolved = next(d for _, name, d in events if name == "input_resolved")
+    assert resolved["decision"] == "timed_out"
+    assert not (server.workspace / "demo" / "made-by-agent").exists()
+    # ... and the idle run closes itself once its turn has ended
+    assert events[-1][2]["status"] == "succeeded" and time.monotonic() - began < 30
+
+
+def test_cancel_while_waiting_for_input_leaves_no_process(gateway):
+    server = gateway()
+    run = start_interactive(server.url, "please run [touch]")
+
+    def act(event: Event) -> None:
+        if event[1] == "input_request":
+            cancelled = post(server.url, run["cancel_url"])
+            assert cancelled.json()["status"] == "cancelled"
+
+    events = follow(server.url, run, act)
+    assert events[-1][2]["status"] == "cancelled"
+    assert processes_working_in(server.workspace) == []
+
+
+def test_a_run_that_is_not_interactive_takes_no_input(gateway):
+    server = gateway()
+    response = httpx.post(
+        f"{server.url}/projects/demo/claude", json={"prompt": "talk [slow]"}, timeout=30
+    )
+    run = response.json()
+    answer = post(server.url, f"/projects/demo/runs/{run['run_id']}/input", {"message": "hi"})
+    assert answer.status_code == 409
+    assert answer.json()["error"]["code"] == "input_not_accepted"
+    post(server.url, run["cancel_url"])
