@@ -32,6 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("project")
             sub.add_argument("prompt")
             sub.add_argument("--provider", action="append", help="repeat for a fallback chain")
+            sub.add_argument(
+                "--interactive",
+                action="store_true",
+                help="answer the agent's requests on the terminal; follow-ups from stdin",
+            )
+            sub.add_argument("--permission-mode", default=None, help="claude-code's, e.g. default")
         else:
             sub.add_argument("stream_url")
         sub.add_argument("--url", default=DEFAULT_URL, help=f"gateway URL (default {DEFAULT_URL})")

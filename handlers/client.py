@@ -16,16 +16,66 @@ log = logging.getLogger("agent_gateway")
 DEFAULT_URL = "http://127.0.0.1:8080"
 
 
+class Terminal:
+    """An interactive run's side of the conversation, on the terminal: each request of the
+    agent is asked on stderr and answered from stdin; after each turn, the next line of
+    stdin is the follow-up (an empty line or the end of input closes the run)."""
+
+    def __init__(self, client: httpx.Client, run_path: str, answers: Any = sys.stdin) -> None:
+        self._client = client
+        self._run_path = run_path  # /projects/<p>/runs/<r>
+        self._answers = answers
+
+    def _ask(self, prompt: str) -> str:
+        sys.stderr.write(prompt)
+        sys.stderr.flush()
+        return self._answers.readline().strip()
+
+    def on_request(self, data: dict[str, Any]) -> None:
+        body: dict[str, Any] = {"request_id": data["request_id"], "decision": "allow"}
+        if data.get("kind") == "question":
+            answers = {}
+            for question in data.get("questions") or []:
+                labels = [o.get("label") for o in question.get("options") or []]
+                text = question.get("question", "")
+                answers[text] = self._ask(f"[question] {text} {labels}: ")
+            body["answers"] = answers
+        else:
+            summary = json.dumps(data.get("input"), ensure_ascii=False)[:200]
+            reply = self._ask(f"[permission] {data.get('tool')} {summary} allow? [y/N] ")
+            if reply.lower() not in ("y", "yes"):
+                body = {"request_id": data["request_id"], "decision": "deny"}
+        self._post("/input", body)
+
+    def on_turn_end(self) -> None:
+        message = self._ask("> ")
+        if message:
+            self._post("/input", {"message": message, "when": "queue"})
+        else:
+            self._post("/close", {})
+
+    def _post(self, suffix: str, body: dict[str, Any]) -> None:
+        response = self._client.post(self._run_path + suffix, json=body)
+        if response.status_code >= 400:
+            log.warning("%s", _http_error(response))
+
+
 class StreamFollower:
     """Follows an event stream to `done`, resuming with Last-Event-ID after a drop."""
 
     def __init__(
-        self, client: httpx.Client, url: str, max_retries: int = 8, out: Any = sys.stdout
+        self,
+        client: httpx.Client,
+        url: str,
+        max_retries: int = 8,
+        out: Any = sys.stdout,
+        terminal: Terminal | None = None,
     ) -> None:
         self._client = client
         self._url = url
         self._max_retries = max_retries
         self._out = out
+        self._terminal = terminal
         self.last_id: str | None = None
         self.done: dict[str, Any] | None = None
         self._at_line_start = True
@@ -61,6 +111,15 @@ class StreamFollower:
         data = json.loads(event.data) if event.data else {}
         if event.event == "output" and data.get("type") in ("text", "thinking"):
             self._write(data.get("content", ""))
+        elif event.event == "output" and data.get("type") == "turn_end":
+            self._line(f"[turn {data.get('turn')} ended]")
+            if self._terminal is not None:
+                self._terminal.on_turn_end()
+        elif event.event == "input_request":
+            if self._terminal is not None:
+                self._terminal.on_request(data)
+        elif event.event == "input_resolved":
+            self._line(f"[{data.get('decision')}] {data.get('request_id')}")
         elif event.event == "output" and data.get("type") == "system":
             if data.get("subtype") == "init":  # status chatter stays out of the way
                 self._line(f"[session] {data.get('session_id')} model {data.get('model')}")
@@ -118,6 +177,10 @@ def run_command(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"prompt": args.prompt}
     if args.provider:
         body["provider"] = args.provider
+    if args.interactive:
+        body["interactive"] = True
+    if args.permission_mode:
+        body["permission_mode"] = args.permission_mode
     with _client(args.url, args.api_key) as client:
         try:
             response = client.post(f"/projects/{args.project}/runs", json=body)
@@ -125,7 +188,12 @@ def run_command(args: argparse.Namespace) -> int:
             raise SystemExit(f"error: cannot reach the gateway at {args.url}: {exc}") from None
         if response.status_code != 202:
             raise SystemExit(_http_error(response))
-        return _exit_code(StreamFollower(client, response.json()["stream_url"]).follow())
+        started = response.json()
+        terminal = None
+        if args.interactive:
+            terminal = Terminal(client, f"/projects/{args.project}/runs/{started['run_id']}")
+        follower = StreamFollower(client, started["stream_url"], terminal=terminal)
+        return _exit_code(follower.follow())
 
 
 def follow_command(args: argparse.Namespace) -> int:

@@ -76,6 +76,8 @@ class AnthropicAgent:
         )
 
     async def start(self, run_id: str, request: AgentRequest) -> AnthropicRun:
+        if request.interactive:
+            raise AgentStartFailed("interactive runs are not supported by anthropic yet")
         session = await self._session(request)
         messages = [{"role": str(t.role), "content": t.content} for t in session.turns]
         messages.append({"role": "user", "content": request.prompt})

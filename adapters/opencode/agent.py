@@ -140,6 +140,8 @@ class OpenCodeAgent:
     # --- start --------------------------------------------------------------------------------
 
     async def start(self, run_id: str, request: AgentRequest) -> OpenCodeRun:
+        if request.interactive:
+            raise AgentStartFailed("interactive runs are not supported by opencode yet")
         settings = self._settings
         base_url = settings.url_template.format(project=request.project_id)
         timeout = httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s)

@@ -5,6 +5,8 @@ API, follow-ups, interrupt, close, and the input and idle timeouts."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -220,3 +222,44 @@ def test_a_run_that_is_not_interactive_takes_no_input(gateway):
     assert answer.status_code == 409
     assert answer.json()["error"]["code"] == "input_not_accepted"
     post(server.url, run["cancel_url"])
+
+
+def test_a_question_answered_over_the_api_reaches_the_agent(gateway):
+    server = gateway()
+    run = start_interactive(server.url, "please [ask]")
+    runs = f"/projects/demo/runs/{run['run_id']}"
+
+    def act(event: Event) -> None:
+        _, name, data = event
+        if name == "input_request":
+            question = data["questions"][0]["question"]
+            body = {"request_id": data["request_id"], "decision": "allow"}
+            body["answers"] = {question: "blue"}
+            assert post(server.url, f"{runs}/input", body).status_code == 200
+        if name == "output" and data["type"] == "turn_end":
+            post(server.url, f"{runs}/close")
+
+    events = follow(server.url, run, act)
+    request = next(d for _, name, d in events if name == "input_request")
+    assert (request["kind"], request["tool"]) == ("question", "AskUserQuestion")
+    assert [o["label"] for o in request["questions"][0]["options"]] == ["red", "blue"]
+    resolved = next(d for _, name, d in events if name == "input_resolved")
+    assert resolved["decision"] == "answered"
+    result = next(d for _, name, d in events if name == "output" and d["type"] == "tool_result")
+    assert '"blue"' in result["content"]
+    assert events[-1][2]["status"] == "succeeded"
+
+
+def test_the_cli_answers_on_the_terminal_and_sends_follow_ups_from_stdin(gateway):
+    server = gateway()
+    argv = [sys.executable, "-m", "handlers.cli", "run", "demo", "please run [touch]"]
+    argv += ["--interactive", "--permission-mode", "default", "--url", server.url]
+    # allow the tool; one follow-up after the first turn; an empty line closes the run
+    finished = subprocess.run(
+        argv, input="y\nsecond question\n\n", capture_output=True, text=True, timeout=120
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert "[permission] Bash" in finished.stderr and "allow? [y/N]" in finished.stderr
+    assert "You said: second question" in finished.stdout
+    assert "[turn 2 ended]" in finished.stdout and "status=succeeded" in finished.stdout
+    assert (server.workspace / "demo" / "made-by-agent").exists()

@@ -5,6 +5,7 @@ content_block_delta..., content_block_stop, message_delta with usage, message_st
 unknown keys and roles, and picks its behaviour from markers in the last user text:
   [tool]   first answer a Bash tool_use running `echo tool-ran`, then report its result
   [touch]  the same with `touch made-by-agent`, which needs permission outside bypass mode
+  [ask]    first ask the user a question (AskUserQuestion: which color, red or blue)
   [slow]   stream one word every 0.2 s for ten minutes (for cancel tests)
   [fail]   answer HTTP 500
   [overloaded]  answer HTTP 529 overloaded_error, before any byte of a stream
@@ -32,6 +33,19 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 INPUT_TOKENS = 25
+QUESTION = {
+    "questions": [
+        {
+            "question": "Which color should the button be?",
+            "header": "Color",
+            "options": [
+                {"label": "red", "description": "a warm one"},
+                {"label": "blue", "description": "a cool one"},
+            ],
+            "multiSelect": False,
+        }
+    ]
+}
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
@@ -101,7 +115,9 @@ class FakeAnthropic:
         if "[fail]" in user_text:
             error = {"type": "api_error", "message": "fake internal error"}
             return JSONResponse({"type": "error", "error": error}, status_code=500)
-        if "[touch]" in last_text and not _has_tool_result(last):
+        if "[ask]" in last_text and not _has_tool_result(last):
+            stream = self._tool_call(model, "AskUserQuestion", QUESTION)
+        elif "[touch]" in last_text and not _has_tool_result(last):
             stream = self._tool_use(model, "touch made-by-agent")
         elif "[tool]" in user_text and not _has_tool_result(last):
             stream = self._tool_use(model, "echo tool-ran")
@@ -189,19 +205,24 @@ class FakeAnthropic:
                 raise ConnectionAbortedError("fake connection drop")  # uvicorn cuts the socket
             yield chunk
 
-    async def _tool_use(self, model: str, command: str) -> AsyncIterator[bytes]:
+    def _tool_use(self, model: str, command: str) -> AsyncIterator[bytes]:
+        return self._tool_call(model, "Bash", {"command": command, "description": f"Run {command}"})
+
+    async def _tool_call(
+        self, model: str, tool: str, tool_input: dict[str, Any]
+    ) -> AsyncIterator[bytes]:
         yield self._start(model)
         block = {
             "type": "tool_use",
             "id": f"toolu_{uuid.uuid4().hex[:20]}",
-            "name": "Bash",
+            "name": tool,
             "input": {},
         }
         yield _sse(
             "content_block_start",
             {"type": "content_block_start", "index": 0, "content_block": block},
         )
-        arguments = json.dumps({"command": command, "description": f"Run {command}"})
+        arguments = json.dumps(tool_input)
         for i in range(0, len(arguments), 16):
             yield _sse(
                 "content_block_delta",
