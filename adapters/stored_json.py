@@ -8,10 +8,12 @@ from typing import Any
 
 import orjson
 
-from domain.model import QueuedRun, Run, Session, StreamEvent
+from domain.model import AgentInput, QueuedRun, Run, Session, StreamEvent
 from domain.records import (
     event_from_record,
     event_record,
+    input_from_record,
+    input_record,
     queued_from_record,
     queued_record,
     run_from_record,
@@ -65,3 +67,11 @@ def encode_queued(entry: QueuedRun) -> bytes:
 
 def decode_queued(text: str | bytes) -> QueuedRun:
     return queued_from_record(_loads(text))
+
+
+def encode_input(agent_input: AgentInput, by: str | None) -> bytes:
+    return _dumps(input_record(agent_input, by))
+
+
+def decode_input(text: str | bytes) -> tuple[AgentInput, str | None]:
+    return input_from_record(_loads(text))

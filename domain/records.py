@@ -9,12 +9,16 @@ from datetime import datetime
 from typing import Any
 
 from domain.model import (
+    AgentInput,
     AgentRequest,
+    Close,
     DoneEvent,
     ErrorEvent,
     GapEvent,
+    InputAnswer,
     InputRequestEvent,
     InputResolvedEvent,
+    Interrupt,
     Outcome,
     OutputEvent,
     OutputType,
@@ -26,6 +30,7 @@ from domain.model import (
     StreamEvent,
     Turn,
     TurnRole,
+    UserMessage,
 )
 
 Record = dict[str, Any]
@@ -128,6 +133,35 @@ def session_record(session: Session) -> Record:
 def session_from_record(data: Record) -> Session:
     turns = tuple(Turn(TurnRole(t["role"]), t["content"]) for t in data["turns"])
     return Session(data["session_id"], data["project_id"], turns)
+
+
+def input_record(agent_input: AgentInput, by: str | None) -> Record:
+    """An input for a run on another replica, with who sent it."""
+    if isinstance(agent_input, InputAnswer):
+        return {
+            "t": "answer",
+            "by": by,
+            "id": agent_input.request_id,
+            "allow": agent_input.allow,
+            "message": agent_input.message,
+            "updated_input": dict(agent_input.updated_input or {}) or None,
+            "answers": dict(agent_input.answers or {}) or None,
+        }
+    if isinstance(agent_input, UserMessage):
+        return {"t": "message", "by": by, "text": agent_input.text, "now": agent_input.now}
+    return {"t": "interrupt" if isinstance(agent_input, Interrupt) else "close", "by": by}
+
+
+def input_from_record(data: Record) -> tuple[AgentInput, str | None]:
+    kind, by = data["t"], data["by"]
+    if kind == "answer":
+        answer = InputAnswer(
+            data["id"], data["allow"], data["message"], data["updated_input"], data["answers"]
+        )
+        return answer, by
+    if kind == "message":
+        return UserMessage(data["text"], data["now"]), by
+    return (Interrupt() if kind == "interrupt" else Close()), by
 
 
 def queued_record(entry: QueuedRun) -> Record:

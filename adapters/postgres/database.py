@@ -71,5 +71,9 @@ class PostgresBackend:
                 "DELETE FROM sessions WHERE updated_at < now() - make_interval(days => %s)",
                 (self._history_days,),
             )
+            # Inputs sent between replicas are read at once by the run's owner.
+            await connection.execute(
+                "DELETE FROM control_inputs WHERE created_at < now() - interval '1 hour'"
+            )
         if streams:
             log.info("deleted %d runs older than %d days", len(streams), self._history_days)

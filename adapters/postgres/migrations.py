@@ -85,6 +85,19 @@ CREATE TABLE streams (
 );
 """,
     ),
+    (
+        3,
+        "inputs of interactive runs between replicas",
+        """
+-- NOTIFY carries at most 8,000 bytes, a follow-up message up to 1 MiB: the notification
+-- names the row instead.
+CREATE TABLE control_inputs (
+    id          bigserial PRIMARY KEY,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    payload     bytea NOT NULL
+);
+""",
+    ),
 ]
 
 

@@ -10,6 +10,9 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from adapters.redis_store.errors import translated
+from adapters.stored_json import decode_input, encode_input
+from domain.model import AgentInput
+from ports.run_control import InputHandler
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +31,14 @@ class RedisRunControl:
     async def request_cancel(self, run_id: str) -> None:
         await self._redis.publish(self._channel, f"cancel {run_id}")
 
-    async def serve(self, on_cancel: Callable[[str], Awaitable[None]]) -> None:
+    @translated
+    async def request_input(self, run_id: str, agent_input: AgentInput, by: str | None) -> None:
+        payload = encode_input(agent_input, by).decode()
+        await self._redis.publish(self._channel, f"input {run_id} {payload}")
+
+    async def serve(
+        self, on_cancel: Callable[[str], Awaitable[None]], on_input: InputHandler
+    ) -> None:
         while True:
             try:
                 async with self._redis.pubsub() as pubsub:
@@ -36,9 +46,12 @@ class RedisRunControl:
                     async for message in pubsub.listen():
                         if message.get("type") != "message":
                             continue
-                        command, _, run_id = message["data"].decode().partition(" ")
+                        command, _, rest = message["data"].decode().partition(" ")
                         if command == "cancel":
-                            await on_cancel(run_id)  # only asks the run to stop: quick
+                            await on_cancel(rest)  # only asks the run to stop: quick
+                        elif command == "input":
+                            run_id, _, payload = rest.partition(" ")
+                            await on_input(run_id, *decode_input(payload))
             except (RedisError, OSError) as exc:
                 log.warning("run control channel lost (%s); reconnecting", exc)
                 await asyncio.sleep(1)

@@ -15,7 +15,7 @@ from domain.runs.stopping import RunStopper
 from domain.stats import GatewayStats
 from ports.clock import Clock
 from ports.event_hub import EventHub
-from ports.run_control import RunControl
+from ports.run_control import InputHandler, RunControl
 from ports.run_store import RunStore
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ class LeaseKeeper:
         stats: GatewayStats,
         clock: Clock,
         ttl_s: float,
+        on_input: InputHandler,
     ) -> None:
         self._active = active
         self._stopper = stopper
@@ -44,10 +45,11 @@ class LeaseKeeper:
         self._stats = stats
         self._clock = clock
         self._ttl_s = ttl_s
+        self._on_input = on_input  # an interactive run's input sent to another replica
 
     async def serve(self) -> None:
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._control.serve(self._stopper.cancel_if_owned))
+            tasks.create_task(self._control.serve(self._stopper.cancel_if_owned, self._on_input))
             tasks.create_task(self._keep_leases())
 
     async def _keep_leases(self) -> None:

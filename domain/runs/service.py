@@ -11,10 +11,11 @@ from dataclasses import dataclass
 
 from domain.clock import SystemClock
 from domain.errors import InputNotAccepted, RunNotFound
-from domain.logcontext import bind_run
+from domain.logcontext import bind_run, working_for
 from domain.model import (
     AgentInput,
     AgentRequest,
+    InputAnswer,
     Run,
     RunStatus,
     SequencedEvent,
@@ -104,6 +105,7 @@ class RunService:
             self.stats,
             clock,
             lease_ttl_s,
+            self._input_if_owned,
         )
         self._queueing = RunQueueing(
             storage.queue,
@@ -152,15 +154,30 @@ class RunService:
         run = await self.get(project_id, run_id)
         bind_run(run_id, project_id)
         active = self._active.get(run_id)
+        if active is not None:
+            await self._interaction.send(active, agent_input, by)
+            return await self.get(project_id, run_id)
+        if run.status.finished or run.status is RunStatus.QUEUED:
+            raise InputNotAccepted(f"the run is {run.status}: it takes no input")
+        # Another replica drives it: checked against the shared record, then passed on.
+        if isinstance(agent_input, InputAnswer):
+            if agent_input.request_id not in {r.request_id for r in run.pending_inputs}:
+                raise InputNotAccepted(
+                    f"no pending request {agent_input.request_id!r} (unknown or resolved)"
+                )
+        await self._storage.control.request_input(run_id, agent_input, by)
+        return run
+
+    async def _input_if_owned(self, run_id: str, agent_input: AgentInput, by: str | None) -> None:
+        """Input sent to another replica: acted on if this one drives the run."""
+        active = self._active.get(run_id)
         if active is None:
-            if run.status.finished or run.status is RunStatus.QUEUED:
-                raise InputNotAccepted(f"the run is {run.status}: it takes no input")
-            raise InputNotAccepted(
-                "the run is driven by another replica: send its input there (input across "
-                "replicas is not built yet)"
-            )
-        await self._interaction.send(active, agent_input, by)
-        return await self.get(project_id, run_id)
+            return
+        with working_for(run_id, active.run.project_id):
+            try:
+                await self._interaction.send(active, agent_input, by)
+            except Exception as exc:  # the sender has answered already: say it here
+                log.warning("input from another replica not taken: %s", exc)
 
     def cancel_soon(self, project_id: str, run_id: str) -> None:
         """Cancels the run in the background (its caller cannot wait: a dropped client)."""

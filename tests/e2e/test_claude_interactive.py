@@ -20,6 +20,7 @@ from httpx_sse import connect_sse
 from tests.conftest import CLAUDE_CLI, processes_working_in
 from tests.fakes.fake_anthropic import INPUT_TOKENS, FakeAnthropic
 from tests.fakes.servers import RunningServer
+from tests.integration.helpers import GatewayProcess
 
 pytestmark = pytest.mark.slow
 Event = tuple[int | None, str, dict[str, Any]]
@@ -263,3 +264,49 @@ def test_the_cli_answers_on_the_terminal_and_sends_follow_ups_from_stdin(gateway
     assert "You said: second question" in finished.stdout
     assert "[turn 2 ended]" in finished.stdout and "status=succeeded" in finished.stdout
     assert (server.workspace / "demo" / "made-by-agent").exists()
+
+
+@pytest.mark.parametrize("backend", ["redis", "postgres"])
+def test_input_sent_to_another_replica_reaches_the_run(backend, gateway, request, tmp_path):
+    """Two gateway processes; the run lives on `a`, every request to it goes to `b`."""
+    if backend == "redis":
+        shared = [
+            "--event-backend",
+            "redis",
+            "--redis-url",
+            request.getfixturevalue("redis_server").url,
+        ]
+    else:
+        shared = [
+            "--event-backend",
+            "postgres",
+            "--database-url",
+            request.getfixturevalue("database_url"),
+        ]
+    flags = ["--claude-command", str(CLAUDE_CLI), "--providers", "claude-code"]
+    flags += ["--workspace-root", str(tmp_path / "workspaces"), *shared]
+    a, b = GatewayProcess(*flags), GatewayProcess(*flags)
+    try:
+        run = start_interactive(a.url, "please run [touch]")
+        runs = f"/projects/demo/runs/{run['run_id']}"
+
+        def act(event: Event) -> None:
+            _, name, data = event
+            if name == "input_request":
+                wrong = post(b.url, f"{runs}/input", {"request_id": "nope", "decision": "allow"})
+                assert wrong.status_code == 409  # checked on b against the shared record
+                body = {"request_id": data["request_id"], "decision": "allow"}
+                assert post(b.url, f"{runs}/input", body).status_code == 200
+            if name == "output" and data["type"] == "turn_end":
+                if data["turn"] == 1:
+                    assert post(b.url, f"{runs}/input", {"message": "more"}).status_code == 202
+                else:
+                    assert post(b.url, f"{runs}/close").status_code == 200
+
+        events = follow(b.url, run, act)
+        assert [end["turn"] for end in turn_ends(events)] == [1, 2]
+        assert events[-1][2]["status"] == "succeeded"
+        assert (tmp_path / "workspaces" / "demo" / "made-by-agent").exists()
+    finally:
+        a.stop()
+        b.stop()
