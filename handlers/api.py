@@ -32,6 +32,7 @@ from handlers.errors import install_error_handlers
 from handlers.limits import BodyLimitMiddleware, RateLimitMiddleware
 from handlers.metrics import Metrics
 from handlers.schemas import (
+    AnswerBody,
     ClaudeRunBody,
     ErrorBody,
     InputBody,
@@ -244,7 +245,7 @@ async def send_input(
     """Answers a pending request of an interactive run (200), or sends the user's next
     message (202: `queue` runs it after the current turn, `now` stops the turn for it)."""
     authorize(request, project_id, Role.RUN)
-    if body.request_id is not None:
+    if isinstance(body, AnswerBody):
         answer = InputAnswer(
             body.request_id,
             body.decision == "allow",
@@ -254,7 +255,7 @@ async def send_input(
         )
         run = await service.send_input(project_id, run_id, answer, _caller_name(request))
         return Response(RunRecord.from_domain(run).model_dump_json(), 200, media_type=JSON)
-    message = UserMessage(body.message or "", now=body.when == "now")
+    message = UserMessage(body.message, now=body.when == "now")
     run = await service.send_input(project_id, run_id, message, _caller_name(request))
     return Response(RunRecord.from_domain(run).model_dump_json(), 202, media_type=JSON)
 

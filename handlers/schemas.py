@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 from domain.model import (
     MAX_CHAIN,
@@ -50,7 +50,7 @@ class StartRunBody(BaseModel):
     timeout_s: Seconds | None = None
     priority: Priority = Field(0, description="in the queue: higher first")
     queue_timeout_s: Seconds | None = Field(None, description="how long it may wait queued")
-    interactive: bool = Field(
+    interactive: StrictBool = Field(
         False, description="keep the session open; permission requests come to the API"
     )
     permission_mode: Literal["default", "acceptEdits", "plan", "bypassPermissions"] | None = None
@@ -137,27 +137,28 @@ class RunRecord(BaseModel):
         )
 
 
-class InputBody(BaseModel):
-    """An answer to a pending request (`request_id`, `decision`, ...) or the user's next
-    message (`message`, `when`)."""
+class AnswerBody(BaseModel):
+    """An answer to the pending request `request_id`."""
 
     model_config = ConfigDict(extra="forbid")
 
-    request_id: Name | None = None
-    decision: Literal["allow", "deny"] | None = None
-    message: str | None = Field(None, max_length=1024 * 1024)
+    request_id: Name
+    decision: Literal["allow", "deny"]
+    message: str | None = Field(None, max_length=64 * 1024, description="why, for a deny")
     updated_input: dict[str, Any] | None = None
     answers: dict[str, str] | None = None
+
+
+class MessageBody(BaseModel):
+    """The user's next message: after the current turn (`queue`) or at once (`now`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: str = Field(min_length=1, max_length=1024 * 1024)
     when: Literal["queue", "now"] = "queue"
 
-    @model_validator(mode="after")
-    def _an_answer_or_a_message(self) -> InputBody:
-        if self.request_id is not None:
-            if self.decision is None:
-                raise ValueError("an answer needs `decision`: allow or deny")
-        elif not self.message:
-            raise ValueError("send `request_id` and `decision`, or a non-empty `message`")
-        return self
+
+InputBody = AnswerBody | MessageBody
 
 
 class QueueEntry(BaseModel):

@@ -29,9 +29,12 @@ class Target:
     pod: str
     container: str
 
-    def exec_with_stdin(self, command: list[str], stdin: bytes) -> WSClient:
-        """Starts the command and writes `stdin` to it, then closes stdin: that needs the
-        v5 subprotocol (Kubernetes 1.30+); v4 has no way to close one channel."""
+    def exec_with_stdin(
+        self, command: list[str], stdin: bytes, keep_open: bool = False
+    ) -> WSClient:
+        """Starts the command and writes `stdin` to it, then closes stdin (unless
+        `keep_open`: an interactive agent reads more later): that needs the v5 subprotocol
+        (Kubernetes 1.30+); v4 has no way to close one channel."""
         connection = self.exec(command, with_stdin=True)
         try:
             if connection.subprotocol != V5_CHANNEL_PROTOCOL:
@@ -39,9 +42,9 @@ class Target:
                     f"the API server offered {connection.subprotocol!r} for exec; closing "
                     f"stdin needs {V5_CHANNEL_PROTOCOL} (Kubernetes 1.30 or later)",
                 )
-            for offset in range(0, len(stdin), STDIN_FRAME_BYTES):
-                connection.write_channel(0, stdin[offset : offset + STDIN_FRAME_BYTES])
-            connection.close_channel(0)
+            write_stdin(connection, stdin)
+            if not keep_open:
+                connection.close_channel(0)
         except (WebSocketException, OSError) as exc:
             connection.close()
             raise ExecFailed(f"exec in pod {self.namespace}/{self.pod} failed: {exc}") from exc
@@ -69,6 +72,11 @@ class Target:
             )
         except (ApiException, OSError, WebSocketException) as exc:
             raise ExecFailed(f"exec in pod {self.namespace}/{self.pod} failed: {exc}") from exc
+
+
+def write_stdin(connection: WSClient, data: bytes) -> None:
+    for offset in range(0, len(data), STDIN_FRAME_BYTES):
+        connection.write_channel(0, data[offset : offset + STDIN_FRAME_BYTES])
 
 
 def parse_status(raw: bytes) -> tuple[int | None, str | None]:

@@ -10,13 +10,20 @@ import asyncio
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
 
 from kubernetes.stream.ws_client import WSClient, _IgnoredIO
 from websocket import WebSocketException
 
-from adapters.kubernetes.exec_transport import STATUS_CHANNEL, ExecFailed, Target, parse_status
+from adapters.kubernetes.exec_transport import (
+    STATUS_CHANNEL,
+    ExecFailed,
+    Target,
+    parse_status,
+    write_stdin,
+)
 from domain.errors import ProcessLost
 from ports.process_runner import Channel
 
@@ -63,8 +70,14 @@ class ExecProcess:
         connection: WSClient,
         calls: ThreadPoolExecutor,  # for the stop script's exec
         grace: tuple[float, float],
+        stdin_open: bool = False,
     ) -> None:
         self._target = target
+        # An interactive agent's further input: written by the pump thread between reads
+        # (one thread on the socket), None = close stdin. Polled every 0.1 s, not every 1 s.
+        self._stdin_open = stdin_open
+        self._writes: deque[bytes | None] = deque()
+        self._update_timeout_s = 0.1 if stdin_open else 1.0
         self._tag = tag
         self._connection = connection
         self._calls = calls
@@ -87,8 +100,9 @@ class ExecProcess:
         last_ping = time.monotonic()
         try:
             while connection.is_open():
-                connection.update(timeout=1)
+                connection.update(timeout=self._update_timeout_s)
                 self._drain(status)
+                self._write_pending()
                 if time.monotonic() - last_ping > ping_interval_s:
                     connection.sock.ping()  # keeps proxies from closing a silent exec
                     last_ping = time.monotonic()
@@ -100,6 +114,14 @@ class ExecProcess:
             code, self._failure = parse_status(bytes(status))
             self._hand_over(None)
             self._loop.call_soon_threadsafe(self._set_exit, code)
+
+    def _write_pending(self) -> None:
+        while self._writes:
+            data = self._writes.popleft()
+            if data is None:
+                self._connection.close_channel(0)
+            else:
+                write_stdin(self._connection, data)
 
     def _drain(self, status: bytearray) -> None:
         # read_channel() may itself call update() and buffer frames of other channels, so
@@ -139,10 +161,13 @@ class ExecProcess:
             self._closing.set()  # the consumer is gone: never block the pump again
 
     def write(self, data: bytes) -> None:
-        return None  # stdin was closed after the prompt (the runner refuses interactive runs)
+        if self._stdin_open:
+            self._writes.append(data)
 
     def close_stdin(self) -> None:
-        return None
+        if self._stdin_open:
+            self._stdin_open = False
+            self._writes.append(None)
 
     async def wait(self) -> int:
         code = await asyncio.shield(self._exited)

@@ -59,11 +59,6 @@ class KubernetesExecRunner:
         stdin: bytes = b"",
         keep_stdin_open: bool = False,
     ) -> ExecProcess:
-        if keep_stdin_open:
-            raise AgentStartFailed(
-                "interactive runs are not supported on the kubernetes runner yet (its exec "
-                "stream closes stdin after the prompt); use the local runner"
-            )
         if len(self._running) >= self._max_pumps:
             raise AgentStartFailed(
                 f"{self._max_pumps} execs are running: no thread left to pump one"
@@ -78,7 +73,9 @@ class KubernetesExecRunner:
         target = Target(self._configuration, self._locator.namespace, pod, container)
         try:
             connection = await asyncio.wait_for(
-                loop.run_in_executor(self._calls, target.exec_with_stdin, command, stdin),
+                loop.run_in_executor(
+                    self._calls, target.exec_with_stdin, command, stdin, keep_stdin_open
+                ),
                 OPEN_TIMEOUT_S,
             )
         except TimeoutError:
@@ -88,7 +85,7 @@ class KubernetesExecRunner:
             ) from None
         except ExecFailed as exc:
             raise AgentStartFailed(str(exc)) from exc
-        process = ExecProcess(target, tag, connection, self._calls, self._grace)
+        process = ExecProcess(target, tag, connection, self._calls, self._grace, keep_stdin_open)
         self._running.add(process)
         # In the caller's context: what the pump logs names the run it works for.
         context = contextvars.copy_context()

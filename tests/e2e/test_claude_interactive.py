@@ -310,3 +310,42 @@ def test_input_sent_to_another_replica_reaches_the_run(backend, gateway, request
     finally:
         a.stop()
         b.stop()
+
+
+def test_on_the_kubernetes_runner_the_exec_keeps_stdin_open_for_answers_and_follow_ups(
+    gateway, fake_kube
+):
+    """Through the exec API (the fake API server runs the CLI in its "pod" folder)."""
+    server = gateway(runner="kubernetes")
+    run = start_interactive(server.url, "please run [touch]")
+    runs = f"/projects/demo/runs/{run['run_id']}"
+
+    def act(event: Event) -> None:
+        _, name, data = event
+        if name == "input_request":
+            body = {"request_id": data["request_id"], "decision": "allow"}
+            assert post(server.url, f"{runs}/input", body).status_code == 200
+        if name == "output" and data["type"] == "turn_end":
+            if data["turn"] == 1:
+                post(server.url, f"{runs}/input", {"message": "in the pod still"})
+            else:
+                post(server.url, f"{runs}/close")  # closes the exec's stdin: the CLI ends
+
+    events = follow(server.url, run, act)
+    assert [end["turn"] for end in turn_ends(events)] == [1, 2]
+    assert "You said: in the pod still" in turn_ends(events)[1]["result"]
+    assert (fake_kube.workdir / "made-by-agent").exists()
+    assert events[-1][2]["status"] == "succeeded" and events[-1][2]["exit_code"] == 0
+
+
+def test_cancel_of_an_interactive_run_in_a_pod_stops_it(gateway, fake_kube):
+    server = gateway(runner="kubernetes")
+    run = start_interactive(server.url, "please run [touch]")
+
+    def act(event: Event) -> None:
+        if event[1] == "input_request":
+            assert post(server.url, run["cancel_url"]).json()["status"] == "cancelled"
+
+    events = follow(server.url, run, act)
+    assert events[-1][2]["status"] == "cancelled"
+    assert processes_working_in(fake_kube.workdir) == []
