@@ -38,6 +38,7 @@ class ActiveRun:
     timers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     turns: int = 0
     turn_running: bool = True
+    ending: bool = False  # its final record is being written: nothing may overwrite it
 
 
 class ActiveRuns:

@@ -94,6 +94,8 @@ class RunInteraction:
         self, active: ActiveRun, request_id: str, decision: str, by: str | None
     ) -> None:
         self._forget(active, request_id)
+        if active.ending:  # the run ended meanwhile: its stream and record are final
+            return
         resolved = InputResolvedEvent(request_id, decision, by)
         await publish(self._hub, self._stats, active.run.stream_id, resolved)
         await self._record(active)
@@ -133,6 +135,8 @@ class RunInteraction:
 
     async def _record(self, active: ActiveRun) -> None:
         """The record and the stream show what the run waits for."""
+        if active.ending:
+            return
         status = RunStatus.WAITING_INPUT if active.pending else RunStatus.RUNNING
         changed = status is not active.run.status
         active.run = replace(

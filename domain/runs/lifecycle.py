@@ -251,6 +251,7 @@ class RunLifecycle:
         failure: str | None,
         elapsed_s: float,
     ) -> None:
+        active.ending = True
         for timer in active.timers.values():  # an interactive run's input and idle timeouts
             timer.cancel()
         status, error = final_status(active.stop_reason, reported, failure)

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import CLAUDE_CLI
+from tests.e2e.cli_env import point_the_cli_at
 from tests.fakes.fake_anthropic import INPUT_TOKENS, FakeAnthropic
 from tests.fakes.servers import RunningServer
 from tests.integration.helpers import read_stream, start_run, texts
@@ -37,18 +38,7 @@ def gateway(request, start_gateway, fake_api, monkeypatch, tmp_path: Path):
     """The gateway running the CLI as a local process, or in a "pod" of the fake API server."""
     fake, api_url = fake_api
     home = Path(tempfile.mkdtemp(dir=tmp_path))
-    # The gateway passes its environment (minus its own settings) to the CLI.
-    for name, value in {
-        "HOME": str(home),
-        "ANTHROPIC_BASE_URL": api_url,
-        "ANTHROPIC_API_KEY": "dummy",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_TELEMETRY": "1",
-        "DISABLE_AUTOUPDATER": "1",
-        "CLAUDE_CODE_TMPDIR": str(home),
-        "CLAUDE_CODE_MAX_RETRIES": "0",
-    }.items():
-        monkeypatch.setenv(name, value)
+    point_the_cli_at(api_url, home, monkeypatch)
     if request.param == "kubernetes":
         request.getfixturevalue("fake_kube")
     server = start_gateway(claude_command=str(CLAUDE_CLI), runner=request.param)

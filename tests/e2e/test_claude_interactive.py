@@ -18,6 +18,7 @@ import pytest
 from httpx_sse import connect_sse
 
 from tests.conftest import CLAUDE_CLI, processes_working_in
+from tests.e2e.cli_env import point_the_cli_at
 from tests.fakes.fake_anthropic import INPUT_TOKENS, FakeAnthropic
 from tests.fakes.servers import RunningServer
 from tests.integration.helpers import GatewayProcess
@@ -30,18 +31,7 @@ Event = tuple[int | None, str, dict[str, Any]]
 def gateway(start_gateway, monkeypatch, tmp_path: Path) -> Iterator[Callable[..., Any]]:
     fake = FakeAnthropic()
     with RunningServer(fake.app) as api:
-        home = Path(tempfile.mkdtemp(dir=tmp_path))
-        for name, value in {
-            "HOME": str(home),
-            "ANTHROPIC_BASE_URL": api.url,
-            "ANTHROPIC_API_KEY": "dummy",
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-            "DISABLE_TELEMETRY": "1",
-            "DISABLE_AUTOUPDATER": "1",
-            "CLAUDE_CODE_TMPDIR": str(home),
-            "CLAUDE_CODE_MAX_RETRIES": "0",
-        }.items():
-            monkeypatch.setenv(name, value)
+        point_the_cli_at(api.url, Path(tempfile.mkdtemp(dir=tmp_path)), monkeypatch)
 
         def start(**settings: Any) -> Any:
             return start_gateway(claude_command=str(CLAUDE_CLI), **settings)
