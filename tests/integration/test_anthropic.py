@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
+from httpx_sse import connect_sse
 
 from tests.fakes.fake_anthropic import INPUT_TOKENS, FakeAnthropic
 from tests.fakes.servers import RunningServer
@@ -126,3 +129,67 @@ def test_thinking_deltas_become_thinking_events(gateway):
     outputs = [(d["type"], d["content"]) for _, n, d in events if n == "output"]
     assert outputs == [("thinking", "Let me "), ("thinking", "think."), ("text", "Answer.")]
     assert events[-1][2]["result"] == "Answer."
+
+
+def follow_interactive(url: str, started: dict, act) -> list:
+    """Reads the stream to `done`, calling `act(name, data)` on each event as it comes."""
+    events = []
+    with httpx.Client(base_url=url, timeout=30) as client:
+        with connect_sse(client, "GET", started["stream_url"]) as source:
+            for sse in source.iter_sse():
+                if sse.data:
+                    data = json.loads(sse.data)
+                    events.append((sse.event, data))
+                    act(sse.event, data)
+    return events
+
+
+def test_an_interactive_run_takes_follow_ups_with_the_history_and_totals_them(gateway, fake_api):
+    started = run(gateway.url, "first turn", provider="anthropic", interactive=True)
+    runs = f"{gateway.url}/projects/demo/runs/{started['run_id']}"
+
+    def act(name: str, data: dict) -> None:
+        if name == "output" and data["type"] == "turn_end":
+            if data["turn"] == 1:
+                sent = httpx.post(f"{runs}/input", json={"message": "second turn"})
+                assert sent.status_code == 202
+                answer = {"request_id": "x", "decision": "allow"}  # it asks nothing
+                assert httpx.post(f"{runs}/input", json=answer).status_code == 409
+            else:
+                assert httpx.post(f"{runs}/close").status_code == 200
+
+    events = follow_interactive(gateway.url, started, act)
+    ends = [d for name, d in events if name == "output" and d["type"] == "turn_end"]
+    assert [e["turn"] for e in ends] == [1, 2]
+    assert ends[1]["result"] == "Hello from fake. You said: second turn"
+    assert fake_api.requests[-1]["messages"] == [
+        {"role": "user", "content": "first turn"},
+        {"role": "assistant", "content": "Hello from fake. You said: first turn"},
+        {"role": "user", "content": "second turn"},
+    ]
+    done = events[-1][1]
+    assert done["status"] == "succeeded" and done["input_tokens"] == 2 * INPUT_TOKENS
+    assert done["cost_usd"] == pytest.approx(sum(e["cost_usd"] for e in ends))
+
+
+def test_an_interrupt_ends_the_answer_and_the_next_message_continues_the_session(gateway):
+    started = run(gateway.url, "talk [slow]", provider="anthropic", interactive=True)
+    runs = f"{gateway.url}/projects/demo/runs/{started['run_id']}"
+    state = {"texts": 0}
+
+    def act(name: str, data: dict) -> None:
+        if name == "output" and data["type"] == "text":
+            state["texts"] += 1
+            if state["texts"] == 3:
+                assert httpx.post(f"{runs}/interrupt").status_code == 200
+        if name == "output" and data["type"] == "turn_end":
+            if data["turn"] == 1:
+                httpx.post(f"{runs}/input", json={"message": "after it"})
+            else:
+                httpx.post(f"{runs}/close")
+
+    events = follow_interactive(gateway.url, started, act)
+    first, second = [d for name, d in events if name == "output" and d["type"] == "turn_end"]
+    assert first["subtype"] == "interrupted" and second["result"].endswith("You said: after it")
+    assert not [d for name, d in events if name == "error"]
+    assert events[-1][1]["status"] == "succeeded"
