@@ -25,14 +25,12 @@ class ArchivedEventHub:
     async def create(self, stream_id: str, after_seq: int = 0) -> None:
         await self._continue(stream_id)
 
-    async def _continue(self, stream_id: str) -> SequencedEvent | None:
-        """Makes the live stream, after the archived events if there are any; returns the
-        last archived event."""
+    async def _continue(self, stream_id: str) -> None:
+        """Makes the live stream, after the archived events if there are any."""
         if await self._live.exists(stream_id):
-            return None
+            return
         last = await self._archive.last(stream_id)
         await self._live.create(stream_id, after_seq=last.seq if last else 0)
-        return last
 
     async def publish(self, stream_id: str, event: StreamEvent) -> int:
         try:

@@ -42,7 +42,7 @@ class PostgresBackend:
         if self._pruning is not None:
             self._pruning.cancel()
         await self.archive.close()
-        await self.hub.stop()
+        await self.hub.close_all()
         await self.queue.close()
         await self._pool.close()
 

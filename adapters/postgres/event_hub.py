@@ -215,7 +215,8 @@ class PostgresEventHub:
                 for woken in self._watchers.get(payload.rpartition(" ")[0], ()):
                     woken.set()
 
-    async def stop(self) -> None:
+    async def close_all(self) -> None:
+        """Stops the writer and the notification listener (all runs have ended)."""
         for task in (self._writer, self._dispatcher):
             if task is not None:
                 task.cancel()

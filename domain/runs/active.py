@@ -33,10 +33,9 @@ class ActiveRun:
     driver: asyncio.Task[None] | None = None
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     # An interactive run's state (domain/runs/interaction.py): the open requests by id,
-    # their timeout tasks (and the idle one, as "idle"), the turns ended.
+    # their timeout tasks (and the idle one, as "idle"), whether a turn is under way.
     pending: dict[str, InputRequestEvent] = field(default_factory=dict)
     timers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    turns: int = 0
     turn_running: bool = True
     ending: bool = False  # its final record is being written: nothing may overwrite it
 

@@ -39,6 +39,10 @@ class InteractionLimits:
     input_timeout_s: float = 3600.0  # a request nobody answers is denied
 
 
+def no_such_request(request_id: str) -> InputNotAccepted:
+    return InputNotAccepted(f"no pending request {request_id!r} (unknown or resolved)")
+
+
 class RunInteraction:
     """All methods run on one event loop, beside the run's drive task."""
 
@@ -66,9 +70,8 @@ class RunInteraction:
             self._forget(active, event.request_id)
             await self._record(active)
         elif isinstance(event, OutputEvent) and event.type is OutputType.TURN_END:
-            active.turns += 1
             active.turn_running = False
-            await self._record(active)
+            await self._record(active, turns=active.run.turns + 1)
             self._watch_idle(active)
 
     async def send(self, active: ActiveRun, agent_input: AgentInput, by: str | None) -> None:
@@ -76,9 +79,7 @@ class RunInteraction:
         now (an unknown or answered request, a run that is not interactive)."""
         if isinstance(agent_input, InputAnswer):
             if agent_input.request_id not in active.pending:
-                raise InputNotAccepted(
-                    f"no pending request {agent_input.request_id!r} (unknown or resolved)"
-                )
+                raise no_such_request(agent_input.request_id)
             await active.execution.send(agent_input)
             decision = "allow" if agent_input.allow else "deny"
             if agent_input.allow and agent_input.answers:
@@ -133,8 +134,8 @@ class RunInteraction:
         active.pending.pop(request_id, None)
         self._cancel(active.timers.pop(request_id, None))
 
-    async def _record(self, active: ActiveRun) -> None:
-        """The record and the stream show what the run waits for."""
+    async def _record(self, active: ActiveRun, turns: int | None = None) -> None:
+        """The record and the stream show what the run waits for (and its turns)."""
         if active.ending:
             return
         status = RunStatus.WAITING_INPUT if active.pending else RunStatus.RUNNING
@@ -143,7 +144,7 @@ class RunInteraction:
             active.run,
             status=status,
             pending_inputs=tuple(active.pending.values()),
-            turns=active.turns,
+            turns=active.run.turns if turns is None else turns,
         )
         await self._store.save(active.run)
         if changed:
@@ -153,9 +154,3 @@ class RunInteraction:
     def _cancel(task: asyncio.Task[None] | None) -> None:
         if task is not None and task is not asyncio.current_task():
             task.cancel()
-
-    @staticmethod
-    def stop_timers(active: ActiveRun) -> None:
-        for task in active.timers.values():
-            task.cancel()
-        active.timers.clear()

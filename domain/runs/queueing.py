@@ -183,9 +183,9 @@ class RunQueueing:
 
     async def _end_expired(self) -> None:
         for run_id in await self._queue.expired(self._clock.now()):
-            entry = await self._queue.remove(run_id)  # None: another replica got there first
-            run = await self._store.get(run_id) if entry is not None else None
-            if entry is not None and run is not None:
+            taken = await self._take_out(run_id)
+            if taken is not None:
+                entry, run = taken
                 timeout = entry.request.queue_timeout_s
                 with working_for(run_id, run.project_id):
                     await self._end(
@@ -193,6 +193,13 @@ class RunQueueing:
                         RunStatus.TIMED_OUT,
                         f"waited in the queue longer than queue_timeout_s ({timeout} s)",
                     )
+
+    async def _take_out(self, run_id: str) -> tuple[QueuedRun, Run] | None:
+        """Removes a waiting run from the queue, with its record; None if it had left (to
+        another replica, which ends it) or has no record any more."""
+        entry = await self._queue.remove(run_id)
+        run = await self._store.get(run_id) if entry is not None else None
+        return None if entry is None or run is None else (entry, run)
 
     async def _tell_positions(self) -> None:
         if not self._positions:
@@ -214,12 +221,10 @@ class RunQueueing:
         await asyncio.gather(*self._starting, return_exceptions=True)  # they run, then stop
         if self._queue.outlives_process:
             return
-        for entry in await self._queue.listing():
-            if await self._queue.remove(entry.run_id) is None:
-                continue
-            run = await self._store.get(entry.run_id)
-            if run is not None:
-                await self._end(run, RunStatus.CANCELLED, SHUTDOWN)
+        for waiting in await self._queue.listing():
+            taken = await self._take_out(waiting.run_id)
+            if taken is not None:
+                await self._end(taken[1], RunStatus.CANCELLED, SHUTDOWN)
 
     async def _end(self, run: Run, status: RunStatus, error: str) -> None:
         """A run that never ran: its final record and `done`, with nothing to report."""

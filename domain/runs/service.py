@@ -24,7 +24,7 @@ from domain.model import (
 )
 from domain.registry import ProviderRegistry
 from domain.runs.active import ActiveRuns
-from domain.runs.interaction import InteractionLimits, RunInteraction
+from domain.runs.interaction import InteractionLimits, RunInteraction, no_such_request
 from domain.runs.leases import LeaseKeeper
 from domain.runs.lifecycle import RunLifecycle, RunLimits
 from domain.runs.queueing import RunQueueing
@@ -162,9 +162,7 @@ class RunService:
         # Another replica drives it: checked against the shared record, then passed on.
         if isinstance(agent_input, InputAnswer):
             if agent_input.request_id not in {r.request_id for r in run.pending_inputs}:
-                raise InputNotAccepted(
-                    f"no pending request {agent_input.request_id!r} (unknown or resolved)"
-                )
+                raise no_such_request(agent_input.request_id)
         await self._storage.control.request_input(run_id, agent_input, by)
         return run
 
