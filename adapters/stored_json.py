@@ -1,5 +1,6 @@
 """Domain values as JSON bytes and back, as the Redis and PostgreSQL adapters keep them:
-the domain's storage records (domain/records.py) in orjson."""
+the domain's storage records (domain/records.py) in orjson; and `dumps`, the one JSON
+encoder of the adapters (orjson, the standard library for what orjson refuses)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from domain.records import (
 )
 
 
-def _dumps(data: Any) -> bytes:
+def dumps(data: Any) -> bytes:
+    """Compact JSON on one line (JSON escapes newlines inside strings)."""
     try:
         return orjson.dumps(data)
     except (TypeError, orjson.JSONEncodeError):  # lone surrogates, huge integers
@@ -33,12 +35,12 @@ def _dumps(data: Any) -> bytes:
 def _loads(text: str | bytes) -> Any:
     try:
         return orjson.loads(text)
-    except orjson.JSONDecodeError:  # what _dumps wrote the standard library's way
+    except orjson.JSONDecodeError:  # what dumps wrote the standard library's way
         return json.loads(text)
 
 
 def encode_event(event: StreamEvent) -> bytes:
-    return _dumps(event_record(event))
+    return dumps(event_record(event))
 
 
 def decode_event(text: str | bytes) -> StreamEvent:
@@ -46,7 +48,7 @@ def decode_event(text: str | bytes) -> StreamEvent:
 
 
 def encode_run(run: Run) -> bytes:
-    return _dumps(run_record(run))
+    return dumps(run_record(run))
 
 
 def decode_run(text: str | bytes) -> Run:
@@ -54,7 +56,7 @@ def decode_run(text: str | bytes) -> Run:
 
 
 def encode_session(session: Session) -> bytes:
-    return _dumps(session_record(session))
+    return dumps(session_record(session))
 
 
 def decode_session(text: str | bytes) -> Session:
@@ -62,7 +64,7 @@ def decode_session(text: str | bytes) -> Session:
 
 
 def encode_queued(entry: QueuedRun) -> bytes:
-    return _dumps(queued_record(entry))
+    return dumps(queued_record(entry))
 
 
 def decode_queued(text: str | bytes) -> QueuedRun:
@@ -70,7 +72,7 @@ def decode_queued(text: str | bytes) -> QueuedRun:
 
 
 def encode_input(agent_input: AgentInput, by: str | None) -> bytes:
-    return _dumps(input_record(agent_input, by))
+    return dumps(input_record(agent_input, by))
 
 
 def decode_input(text: str | bytes) -> tuple[AgentInput, str | None]:

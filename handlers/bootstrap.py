@@ -24,6 +24,8 @@ from ports.clock import Clock
 from ports.code_agent import CodeAgent
 from ports.event_hub import EventHub
 from ports.process_runner import ProcessRunner
+from ports.run_control import RunControl
+from ports.run_queue import RunQueue
 from ports.run_store import RunStore
 
 log = logging.getLogger(__name__)
@@ -103,7 +105,7 @@ def build_storage(settings: Settings, clock: Clock) -> tuple[Storage, list[Resou
     """The storage the settings pick, and what must be started before it serves."""
     if settings.database_url is not None:
         return build_postgres_storage(settings, clock)
-    return build_live_storage(settings, clock), []
+    return build_storage_without_database(settings, clock), []
 
 
 def build_postgres_storage(settings: Settings, clock: Clock) -> tuple[Storage, list[Resource]]:
@@ -120,31 +122,44 @@ def build_postgres_storage(settings: Settings, clock: Clock) -> tuple[Storage, l
     database = PostgresBackend(url, settings.history_days, settings.database_max_connections)
     hub: EventHub = database.hub
     if settings.event_backend != "postgres":
-        hub = ArchivedEventHub(build_live_storage(settings, clock).hub, database.archive)
+        hub = ArchivedEventHub(build_live_hub(settings, clock), database.archive)
     return Storage(hub, database.store, database.control, database.queue), [database]
 
 
-def build_live_storage(settings: Settings, clock: Clock) -> Storage:
+def build_storage_without_database(settings: Settings, clock: Clock) -> Storage:
     if settings.event_backend == "memory":
-        from adapters.memory import (
-            LocalRunControl,
-            MemoryEventHub,
-            MemoryRunQueue,
-            MemoryRunStore,
-        )
+        from adapters.memory import LocalRunControl, MemoryRunQueue, MemoryRunStore
 
-        hub = MemoryEventHub(
-            retain_events=settings.retain_events,
-            retain_bytes=settings.retain_bytes,
-            max_pending=settings.subscriber_max_pending,
-            retention_s=settings.stream_retention_s,
-            monotonic=clock.monotonic,
-        )
+        hub = build_memory_hub(settings, clock)
         return Storage(hub, MemoryRunStore(), LocalRunControl(), MemoryRunQueue())
+    return Storage(*open_configured_redis(settings))
+
+
+def build_live_hub(settings: Settings, clock: Clock) -> EventHub:
+    """The live fan-out in front of PostgreSQL's archive: this replica's, or Redis's."""
+    if settings.event_backend == "memory":
+        return build_memory_hub(settings, clock)
+    return open_configured_redis(settings)[0]
+
+
+def build_memory_hub(settings: Settings, clock: Clock) -> EventHub:
+    from adapters.memory import MemoryEventHub
+
+    return MemoryEventHub(
+        retain_events=settings.retain_events,
+        retain_bytes=settings.retain_bytes,
+        max_pending=settings.subscriber_max_pending,
+        retention_s=settings.stream_retention_s,
+        monotonic=clock.monotonic,
+    )
+
+
+def open_configured_redis(settings: Settings) -> tuple[EventHub, RunStore, RunControl, RunQueue]:
+    """Hub, store, control and queue on one Redis client (it connects on first use)."""
     from adapters.redis_store import open_redis
 
     try:
-        hub, store, control, queue = open_redis(
+        return open_redis(
             settings.redis_url,
             settings.retain_events,
             settings.stream_retention_s,
@@ -153,7 +168,6 @@ def build_live_storage(settings: Settings, clock: Clock) -> Storage:
         )
     except ValueError as exc:
         raise SettingsError(f"{ENV_PREFIX}REDIS_URL={settings.redis_url!r}: {exc}") from exc
-    return Storage(hub, store, control, queue)
 
 
 def build_agent(

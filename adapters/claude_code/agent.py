@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
-import orjson
-
 from adapters.claude_code.stream_json import StreamJsonParser
+from adapters.stored_json import dumps
 from domain.errors import InputNotAccepted
 from domain.lines import LineDecoder
 from domain.model import (
@@ -102,11 +100,8 @@ class ClaudeCodeAgent:
 
 
 def _line(message: dict[str, Any]) -> bytes:
-    """One JSON line for the CLI's stdin (JSON escapes newlines inside strings)."""
-    try:
-        return orjson.dumps(message) + b"\n"
-    except orjson.JSONEncodeError:  # lone surrogates: the standard library escapes them
-        return json.dumps(message).encode() + b"\n"
+    """One JSON line for the CLI's stdin."""
+    return dumps(message) + b"\n"
 
 
 def user_line(message: UserMessage) -> bytes:
