@@ -21,7 +21,10 @@ async def store(request):
         yield MemoryRunStore()
         return
     if request.param == "postgres":
-        backend = PostgresBackend(request.getfixturevalue("database_url"), history_days=30)
+        # The records are stamped in January 2026: a shorter history would have the
+        # start-up pruning delete them while the test runs.
+        url = request.getfixturevalue("database_url")
+        backend = PostgresBackend(url, history_days=36500)
         await backend.start()
         yield backend.store
         await backend.close()
