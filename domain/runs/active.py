@@ -33,11 +33,18 @@ class ActiveRun:
     driver: asyncio.Task[None] | None = None
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     # An interactive run's state (domain/runs/interaction.py): the open requests by id,
-    # their timeout tasks (and the idle one, as "idle"), whether a turn is under way.
+    # their timeout tasks (and the idle one, as "idle"), and the turns asked for: the
+    # prompt and each message sent (a turn runs while fewer turns have ended).
     pending: dict[str, InputRequestEvent] = field(default_factory=dict)
     timers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    turn_running: bool = True
+    turns_asked: int = 1
     ending: bool = False  # its final record is being written: nothing may overwrite it
+
+    @property
+    def turn_running(self) -> bool:
+        """A message sent with `now` interrupts a turn: that turn's end comes after the
+        message was sent, and the message's own turn still runs."""
+        return self.turns_asked > self.run.turns
 
 
 class ActiveRuns:

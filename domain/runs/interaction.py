@@ -70,7 +70,6 @@ class RunInteraction:
             self._forget(active, event.request_id)
             await self._record(active)
         elif isinstance(event, OutputEvent) and event.type is OutputType.TURN_END:
-            active.turn_running = False
             await self._record(active, turns=active.run.turns + 1)
             self._watch_idle(active)
 
@@ -88,7 +87,7 @@ class RunInteraction:
             return
         await active.execution.send(agent_input)
         if isinstance(agent_input, UserMessage):
-            active.turn_running = True
+            active.turns_asked += 1
             self._cancel(active.timers.pop("idle", None))
 
     async def _resolve(

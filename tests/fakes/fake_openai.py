@@ -2,6 +2,8 @@
 
 Streams chunks then `data: [DONE]`, and picks its behaviour from the last user text:
   [tool]  first a `bash` tool call running `echo tool-ran`, then the tool's output as text
+  [touch] the same with `touch touched-by-agent` (a file in the server's directory)
+  [ask]   a `question` tool call (one question, options red and blue), then its answer
   [slow]  one word every 0.2 s for ten minutes (for abort tests)
   [fail]  HTTP 400
 otherwise "Hello from fake. You said: <text>" in several chunks."""
@@ -20,6 +22,14 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 PROMPT_TOKENS = 17
+QUESTION = {
+    "question": "Which colour?",
+    "header": "Colour",
+    "options": [
+        {"label": "red", "description": "warm"},
+        {"label": "blue", "description": "cool"},
+    ],
+}
 
 
 def _text_of(message: dict[str, Any]) -> str:
@@ -56,7 +66,12 @@ class FakeOpenAI:
         if last.get("role") == "tool":
             stream = self._text(["tool said: ", _text_of(last).strip()])
         elif "[tool]" in last_user:
-            stream = self._tool_call()
+            stream = self._tool_call("bash", {"command": "echo tool-ran", "description": "Say it"})
+        elif "[touch]" in last_user:
+            command = {"command": "touch touched-by-agent", "description": "Make a file"}
+            stream = self._tool_call("bash", command)
+        elif "[ask]" in last_user:
+            stream = self._tool_call("question", {"questions": [QUESTION]})
         elif "[slow]" in last_user:
             stream = self._text([f"word{i} " for i in range(3000)], delay_s=0.2)
         else:
@@ -91,14 +106,14 @@ class FakeOpenAI:
             yield self._chunk({"content": piece})
         yield self._end("stop", len(pieces))
 
-    async def _tool_call(self) -> AsyncIterator[bytes]:
+    async def _tool_call(self, name: str, arguments_object: Any) -> AsyncIterator[bytes]:
         yield self._chunk({"role": "assistant", "content": None})
-        arguments = json.dumps({"command": "echo tool-ran", "description": "Say tool-ran"})
+        arguments = json.dumps(arguments_object)
         call = {
             "index": 0,
             "id": "call_fake_1",
             "type": "function",
-            "function": {"name": "bash", "arguments": ""},
+            "function": {"name": name, "arguments": ""},
         }
         yield self._chunk({"tool_calls": [call]})
         for i in range(0, len(arguments), 12):
