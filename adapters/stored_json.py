@@ -9,8 +9,11 @@ from typing import Any
 
 import orjson
 
+from domain.credentials import SealedCredential
 from domain.model import AgentInput, QueuedRun, Run, Session, StreamEvent
 from domain.records import (
+    credential_from_record,
+    credential_record,
     event_from_record,
     event_record,
     input_from_record,
@@ -77,3 +80,11 @@ def encode_input(agent_input: AgentInput, by: str | None) -> bytes:
 
 def decode_input(text: str | bytes) -> tuple[AgentInput, str | None]:
     return input_from_record(_loads(text))
+
+
+def encode_credential(credential: SealedCredential) -> bytes:
+    return dumps(credential_record(credential))
+
+
+def decode_credential(text: str | bytes) -> SealedCredential:
+    return credential_from_record(_loads(text))

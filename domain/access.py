@@ -13,8 +13,15 @@ from typing import Any
 
 
 class Role(enum.StrEnum):
-    RUN = "run"  # start, read, cancel
+    """Each role may do what the ones before it may."""
+
     READ = "read"  # read only
+    RUN = "run"  # start, answer, cancel
+    ADMIN = "admin"  # and the project's credentials
+
+    def includes(self, other: Role) -> bool:
+        order = list(Role)
+        return order.index(self) >= order.index(other)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +62,7 @@ class KeyRing:
             try:
                 role = Role(entry.get("role", ""))
             except ValueError:
-                raise ValueError(f"{where}.role must be 'run' or 'read'") from None
+                raise ValueError(f"{where}.role must be 'read', 'run' or 'admin'") from None
             keys.append(ApiKey(str(entry.get("name", where)), digest, frozenset(projects), role))
         return cls(keys)
 

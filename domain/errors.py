@@ -13,6 +13,8 @@ GatewayError
 ├── AgentStartFailed        an agent could not start (why); the service tries the next
 ├── BackendUnavailable      the event hub or run store cannot be reached -> 503
 ├── InputNotAccepted        the run takes no such input now          -> 409
+├── CredentialsUnavailable  no key ring to seal or open credentials  -> 503
+├── CredentialUnreadable    a stored credential does not open        -> 503
 ├── ShuttingDown            the gateway no longer accepts runs       -> 503
 ├── OwnerUnreachable        the replica running a run did not answer -> 503
 ├── LimitExceeded           a configured limit was reached           -> 429
@@ -174,3 +176,14 @@ class ProcessLost(GatewayError):
     """The agent process's end is unknowable (for instance its exec connection dropped)."""
 
     code = "process_lost"
+
+
+class CredentialsUnavailable(GatewayError):
+    code = "credentials_unavailable"
+
+
+class CredentialUnreadable(GatewayError):
+    """A stored credential does not open: its key left the ring, or it was altered or moved
+    to another project or name. Runs of its project cannot start until it is stored again."""
+
+    code = "credential_unreadable"

@@ -360,6 +360,7 @@ class Run:
     metadata: Mapping[str, str] = field(default_factory=dict)
     pending_inputs: tuple[InputRequestEvent, ...] = ()  # what an interactive run waits for
     turns: int = 0  # turns ended, of an interactive run
+    credentials: tuple[str, ...] = ()  # names of the credentials its agent was given
 
 
 @dataclass(frozen=True, slots=True)

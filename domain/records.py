@@ -4,10 +4,12 @@ other. Short keys for events: a stream holds many thousands of them."""
 
 from __future__ import annotations
 
+import base64
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from domain.credentials import SealedCredential
 from domain.model import (
     AgentInput,
     AgentRequest,
@@ -122,7 +124,28 @@ def run_from_record(data: Record) -> Run:
     data["outcome"] = Outcome(**data["outcome"])
     pending = data.get("pending_inputs", ())  # records from before interactive runs lack it
     data["pending_inputs"] = tuple(input_request_from_record(event) for event in pending)
+    data["credentials"] = tuple(data.get("credentials", ()))
     return Run(**data)
+
+
+def credential_record(credential: SealedCredential) -> Record:
+    data = asdict(credential)
+    data["sealed"] = base64.b64encode(credential.sealed).decode()
+    data["created_at"] = credential.created_at.isoformat()
+    data["updated_at"] = credential.updated_at.isoformat()
+    return data
+
+
+def credential_from_record(data: Record) -> SealedCredential:
+    return SealedCredential(
+        data["project_id"],
+        data["name"],
+        data["env"],
+        base64.b64decode(data["sealed"]),
+        data["fingerprint"],
+        datetime.fromisoformat(data["created_at"]),
+        datetime.fromisoformat(data["updated_at"]),
+    )
 
 
 def session_record(session: Session) -> Record:

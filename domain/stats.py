@@ -46,6 +46,7 @@ class GatewayStats:
     stop_seconds: Histogram = field(default_factory=lambda: Histogram(STOP_SECONDS_BUCKETS))
     upstream_errors: Counter[str] = field(default_factory=Counter)  # by provider
     events_published: int = 0
+    redactions: int = 0  # credential values replaced in what went out
     events_delivered: int = 0
     subscribers: int = 0  # open event streams right now
     slow_disconnects: int = 0

@@ -12,7 +12,8 @@ from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from domain.access import Role
-from domain.errors import SubscriberTooSlow
+from domain.credentials import Credentials
+from domain.errors import NotFound, SubscriberTooSlow
 from domain.model import (
     MAX_CHAIN,
     AgentRequest,
@@ -34,6 +35,8 @@ from handlers.metrics import Metrics
 from handlers.schemas import (
     AnswerBody,
     ClaudeRunBody,
+    CredentialBody,
+    CredentialInfo,
     ErrorBody,
     InputBody,
     ProviderInfo,
@@ -71,7 +74,12 @@ async def _settings(request: Request) -> Settings:
     return _gateway(request).settings
 
 
+async def _credentials(request: Request) -> Credentials:
+    return _gateway(request).credentials
+
+
 Service = Annotated[RunService, Depends(_service)]
+ProjectCredentials = Annotated[Credentials, Depends(_credentials)]
 Registry = Annotated[ProviderRegistry, Depends(_registry)]
 GatewaySettings = Annotated[Settings, Depends(_settings)]
 
@@ -231,6 +239,43 @@ async def cancel_run(
     """Stops the run; answers once the agent has stopped."""
     authorize(request, project_id, Role.RUN)
     return RunRecord.from_domain(await service.cancel(project_id, run_id))
+
+
+CredentialName = Annotated[
+    str, Path(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$", description="also the default env")
+]
+
+
+@router.put("/projects/{project_id}/credentials/{name}", response_model=CredentialInfo)
+async def put_credential(
+    project_id: ProjectId,
+    name: CredentialName,
+    body: CredentialBody,
+    request: Request,
+    credentials: ProjectCredentials,
+) -> CredentialInfo:
+    """Stores (or replaces) a credential, sealed; its value is never returned."""
+    authorize(request, project_id, Role.ADMIN)
+    stored = await credentials.put(project_id, name, body.value, body.env)
+    return CredentialInfo.from_domain(stored)
+
+
+@router.get("/projects/{project_id}/credentials", response_model=list[CredentialInfo])
+async def list_credentials(
+    project_id: ProjectId, request: Request, credentials: ProjectCredentials
+) -> list[CredentialInfo]:
+    authorize(request, project_id, Role.ADMIN)
+    return [CredentialInfo.from_domain(c) for c in await credentials.list_for_project(project_id)]
+
+
+@router.delete("/projects/{project_id}/credentials/{name}", status_code=204)
+async def delete_credential(
+    project_id: ProjectId, name: CredentialName, request: Request, credentials: ProjectCredentials
+) -> Response:
+    authorize(request, project_id, Role.ADMIN)
+    if not await credentials.delete(project_id, name):
+        raise NotFound(f"no credential {name!r} in project {project_id!r}")
+    return Response(status_code=204)
 
 
 def _caller_name(request: Request) -> str | None:

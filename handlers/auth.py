@@ -133,8 +133,8 @@ def authorize(request: Request, project_id: str, role: Role) -> None:
         return
     if not caller.allows(project_id):
         raise NotFound(f"nothing found in project {project_id!r}")
-    if role is Role.RUN and caller.role is not Role.RUN:
-        raise Forbidden(f"the key {caller.name!r} may only read")
+    if not caller.role.includes(role):
+        raise Forbidden(f"the key {caller.name!r} ({caller.role}) may not do what needs {role}")
 
 
 class RedactTokens(logging.Filter):

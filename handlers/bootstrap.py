@@ -16,12 +16,14 @@ from typing import Protocol
 
 from domain.access import StreamTokens
 from domain.clock import SystemClock
+from domain.credentials import KEYS_SETTING, Credentials
 from domain.registry import ProviderRegistry
 from domain.runs import InteractionLimits, RunLimits, RunService, Storage
 from handlers.auth import Access, KeysFile
 from handlers.settings import ENV_PREFIX, Settings, SettingsError
 from ports.clock import Clock
 from ports.code_agent import CodeAgent
+from ports.credential_store import CredentialStore
 from ports.event_hub import EventHub
 from ports.process_runner import ProcessRunner
 from ports.run_control import RunControl
@@ -45,6 +47,7 @@ class Gateway:
     registry: ProviderRegistry
     service: RunService
     access: Access
+    credentials: Credentials
     resources: list[Resource] = field(default_factory=list)
 
 
@@ -99,6 +102,41 @@ def build_runner(settings: Settings) -> ProcessRunner:
         terminate_grace_s=settings.terminate_grace_s,
         max_threads=settings.kube_exec_threads,
     )
+
+
+def build_credentials(
+    settings: Settings, store: CredentialStore | None, clock: Clock
+) -> Credentials:
+    """The key ring, and the credential store of the backend (None: in memory). Without a
+    configured ring, credentials in memory are sealed with a key of this process (they die
+    with it); a persistent store takes none."""
+    from adapters.aes_gcm import AesGcmKeyRing
+
+    cipher = None
+    if settings.credential_keys:
+        try:
+            cipher = AesGcmKeyRing.from_setting(settings.credential_keys)
+        except ValueError as exc:
+            raise SettingsError(f"{KEYS_SETTING}: {exc}") from exc
+    if store is not None:
+        return Credentials(store, cipher, clock)
+    from adapters.memory import MemoryCredentialStore
+
+    return Credentials(MemoryCredentialStore(), cipher or AesGcmKeyRing.ephemeral(), clock)
+
+
+def build_credential_store(settings: Settings, storage: Storage) -> CredentialStore | None:
+    """Where the settings keep credentials: the database, Redis, or (None) memory."""
+    if settings.database_url is not None:
+        from adapters.postgres import PostgresCredentialStore, PostgresRunStore
+
+        assert isinstance(storage.store, PostgresRunStore)  # the database's own pool
+        return PostgresCredentialStore(storage.store.pool)
+    if settings.event_backend == "redis":
+        from adapters.redis_store import open_credential_store
+
+        return open_credential_store(settings.redis_url)
+    return None
 
 
 def build_storage(settings: Settings, clock: Clock) -> tuple[Storage, list[Resource]]:
@@ -228,8 +266,10 @@ def build_gateway(
     and `clock` replace what the settings would pick."""
     clock = clock or SystemClock()
     resources: list[Resource] = []
+    credential_store = None
     if storage is None:
         storage, resources = build_storage(settings, clock)
+        credential_store = build_credential_store(settings, storage)
     if agents is None:
         agents = {
             name: build_agent(name, settings, storage.store, runner)
@@ -248,6 +288,7 @@ def build_gateway(
         max_subscribers_per_stream=settings.max_subscribers_per_stream,
     )
     interaction = InteractionLimits(settings.idle_timeout_s, settings.input_timeout_s)
+    credentials = build_credentials(settings, credential_store, clock)
     service = RunService(
         registry,
         storage,
@@ -255,5 +296,7 @@ def build_gateway(
         interaction=interaction,
         lease_ttl_s=settings.lease_ttl_s,
         clock=clock,
+        credentials=credentials,
     )
-    return Gateway(settings, registry, service, build_access(settings, clock), resources)
+    access = build_access(settings, clock)
+    return Gateway(settings, registry, service, access, credentials, resources)

@@ -1,5 +1,5 @@
 """The `agent-gateway` command: serve (handlers/server.py), run and follow
-(handlers/client.py)."""
+(handlers/client.py), credentials rotate."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 import signal
 import sys
 
+from domain.errors import GatewayError
 from handlers.client import DEFAULT_URL, follow_command, run_command
 from handlers.settings import ENV_PREFIX, Settings, SettingsError, load_settings
 
@@ -26,6 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve_parser = commands.add_parser("serve", help="run the gateway")
     _add_setting_flags(serve_parser)
+    credentials = commands.add_parser("credentials", help="the stored credentials")
+    actions = credentials.add_subparsers(dest="action", required=True)
+    rotate = actions.add_parser(
+        "rotate", help="re-encrypt every credential under the first key of the key ring"
+    )
+    _add_setting_flags(rotate)
     for name, help_text in (("run", "start a run and follow it"), ("follow", "follow a stream")):
         sub = commands.add_parser(name, help=help_text)
         if name == "run":
@@ -47,20 +54,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "serve":
+    if args.command in ("serve", "credentials"):
         overrides = {name: getattr(args, name) for name in Settings.model_fields}
         try:
             settings = load_settings(**overrides)
+            if args.command == "credentials":
+                return rotate_credentials(settings)
             from handlers.server import serve  # the server's imports only when serving
 
             return serve(settings)
-        except SettingsError as exc:
+        except (SettingsError, GatewayError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     if args.command == "run":
         return run_command(args)
     return follow_command(args)
+
+
+def rotate_credentials(settings: Settings) -> int:
+    """Re-seals what the configured backend stores under the ring's first key."""
+    import asyncio
+
+    from handlers.bootstrap import build_gateway
+
+    async def rotate() -> int:
+        gateway = build_gateway(settings)
+        for resource in gateway.resources:
+            await resource.start()
+        try:
+            return await gateway.credentials.rotate()
+        finally:
+            for resource in reversed(gateway.resources):
+                await resource.close()
+
+    count = asyncio.run(rotate())
+    print(f"re-encrypted {count} credential(s) under the first key", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from starlette.types import Send
 from domain.errors import (
     AgentStartFailed,
     BackendUnavailable,
+    CredentialsUnavailable,
+    CredentialUnreadable,
     Forbidden,
     GatewayError,
     InputNotAccepted,
@@ -46,6 +48,8 @@ STATUS_BY_ERROR: list[tuple[type[GatewayError], int]] = [
     (InputNotAccepted, 409),
     (ShuttingDown, 503),
     (OwnerUnreachable, 503),
+    (CredentialsUnavailable, 503),
+    (CredentialUnreadable, 503),
     (LimitExceeded, 429),
     (PayloadTooLarge, 413),
     (RequestTimeout, 408),

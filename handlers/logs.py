@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from domain.logcontext import current_run
@@ -21,6 +22,19 @@ class RunContextFilter(logging.Filter):
         record.project_id = run.project_id if run else None
         record.run_prefix = f"[run {run.run_id} project {run.project_id}] " if run else ""
         return True
+
+
+class RedactingFormatter(logging.Formatter):
+    """The whole line as `inner` formats it (exception included), with every credential
+    value of the runs under way replaced."""
+
+    def __init__(self, inner: logging.Formatter, redact: Callable[[str], str]) -> None:
+        super().__init__()
+        self._inner = inner
+        self._redact = redact
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._redact(self._inner.format(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -44,10 +58,17 @@ def configure_logging(level: str, fmt: str) -> None:
     handler = logging.StreamHandler()
     handler.addFilter(RunContextFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    logging.getLogger().handlers[:] = [handler]
     root = logging.getLogger()
-    root.handlers[:] = [handler]
     root.setLevel(level.upper())
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").addFilter(RedactTokens())  # tokens are credentials
+
+
+def redact_logs(redact: Callable[[str], str]) -> None:
+    """Every line of the root logger's handlers goes through `redact` (once the gateway,
+    which knows the credentials in use, is built)."""
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(RedactingFormatter(handler.formatter or logging.Formatter(), redact))

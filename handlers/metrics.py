@@ -86,6 +86,11 @@ class _GatewayCollector:
             "Events handed to SSE subscribers",
             stats.events_delivered,
         )
+        yield CounterMetricFamily(
+            PREFIX + "redactions",
+            "Credential values replaced by *** in what runs sent out (counted at their end)",
+            stats.redactions,
+        )
         yield GaugeMetricFamily(
             PREFIX + "sse_subscribers", "Open event streams on this replica", stats.subscribers
         )

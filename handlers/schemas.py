@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
+from domain.credentials import SealedCredential
 from domain.model import (
     MAX_CHAIN,
     MAX_METADATA_ENTRIES,
@@ -111,6 +112,7 @@ class RunRecord(BaseModel):
     metadata: dict[str, str]
     pending_inputs: list[dict[str, Any]]
     turns: int
+    credentials: list[str]
 
     @classmethod
     def from_domain(cls, run: Run) -> RunRecord:
@@ -134,6 +136,7 @@ class RunRecord(BaseModel):
             metadata=dict(run.metadata),
             pending_inputs=[input_request_data(event) for event in run.pending_inputs],
             turns=run.turns,
+            credentials=list(run.credentials),
         )
 
 
@@ -159,6 +162,33 @@ class MessageBody(BaseModel):
 
 
 InputBody = AnswerBody | MessageBody
+
+
+class CredentialBody(BaseModel):
+    """A credential's value (never returned) and the variable the agent gets it in."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    value: str = Field(min_length=1, max_length=64 * 1024)
+    env: str | None = Field(None, description="default: the credential's name")
+
+
+class CredentialInfo(BaseModel):
+    name: str
+    env: str
+    created_at: datetime
+    updated_at: datetime
+    fingerprint: str
+
+    @classmethod
+    def from_domain(cls, credential: SealedCredential) -> CredentialInfo:
+        return cls(
+            name=credential.name,
+            env=credential.env,
+            created_at=credential.created_at,
+            updated_at=credential.updated_at,
+            fingerprint=credential.fingerprint,
+        )
 
 
 class QueueEntry(BaseModel):

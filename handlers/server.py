@@ -66,7 +66,7 @@ def serve(settings: Settings) -> int:
     from handlers.api import create_app
     from handlers.bootstrap import build_gateway
     from handlers.limits import head_timeout_protocol
-    from handlers.logs import configure_logging
+    from handlers.logs import configure_logging, redact_logs
 
     configure_logging(settings.log_level, settings.log_format)
     if not _is_loopback(settings.host) and settings.api_keys_file is None:
@@ -77,6 +77,7 @@ def serve(settings: Settings) -> int:
         )
         return 2
     gateway = build_gateway(settings)
+    redact_logs(gateway.service.values_in_use.text)
     app = create_app(gateway)
 
     async def drain() -> None:

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = None
     stream_token_secret: str | None = None  # default: random per process
     stream_token_ttl_s: float = Field(86_400.0, gt=0)
+    # id:base64(32 bytes),...: the first seals credentials, all open them. Default: a key of
+    # this process with the memory backend; none (credentials refused) with the others.
+    credential_keys: str | None = Field(None, repr=False)
     kube_context: str | None = None
     kube_namespace: str = "default"
     kube_pod: str = "{project}-agent-0"

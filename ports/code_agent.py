@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from typing import Protocol
 
 from domain.model import AgentEvent, AgentInput, AgentRequest, Capabilities
@@ -32,10 +32,14 @@ class CodeAgent(Protocol):
 
     Guarantees of every implementation:
     - `start` starts the agent and returns its execution; it raises AgentStartFailed if the
-      agent cannot start (then nothing is left running).
+      agent cannot start (then nothing is left running). `secret_env` are the project's
+      credentials, variable -> value: an agent that runs a process gives them to it as
+      environment variables (never in an argv, a URL or a log); others ignore them.
     - `capabilities()` is cheap and never raises; `available=False` says why in `detail`.
     """
 
-    async def start(self, run_id: str, request: AgentRequest) -> AgentRun: ...
+    async def start(
+        self, run_id: str, request: AgentRequest, secret_env: Mapping[str, str]
+    ) -> AgentRun: ...
 
     def capabilities(self) -> Capabilities: ...

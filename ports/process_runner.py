@@ -32,9 +32,10 @@ class AgentProcess(Protocol):
 
 class ProcessRunner(Protocol):
     """Starts agent processes: argv only (never a shell), in the project's working directory,
-    with exactly the given environment, `stdin` written to the process and then closed
-    (unless `keep_stdin_open`). Raises AgentStartFailed if the program cannot be started (not
-    found, no pod) or the runner cannot keep stdin open."""
+    with exactly the given environment plus `secret_env`, `stdin` written to the process and
+    then closed (unless `keep_stdin_open`). `secret_env` never shows in an argv, a request
+    URL or a log (a runner may forward `env` that way). Raises AgentStartFailed if the
+    program cannot be started (not found, no pod) or the runner cannot keep stdin open."""
 
     async def start(
         self,
@@ -43,6 +44,7 @@ class ProcessRunner(Protocol):
         env: Mapping[str, str],
         stdin: bytes = b"",
         keep_stdin_open: bool = False,
+        secret_env: Mapping[str, str] | None = None,
     ) -> AgentProcess: ...
 
     def check(self, program: str) -> str | None:

@@ -78,7 +78,10 @@ class AnthropicAgent:
             models=(self._settings.model,),
         )
 
-    async def start(self, run_id: str, request: AgentRequest) -> AnthropicRun:
+    async def start(
+        self, run_id: str, request: AgentRequest, secret_env: Mapping[str, str]
+    ) -> AnthropicRun:
+        """`secret_env` is not used: nothing runs but the API call."""
         session = await self._session(request)
         model = request.model or self._settings.model
         try:

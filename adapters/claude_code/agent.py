@@ -80,7 +80,9 @@ class ClaudeCodeAgent:
             token_usage=True,
         )
 
-    async def start(self, run_id: str, request: AgentRequest) -> ClaudeCodeRun:
+    async def start(
+        self, run_id: str, request: AgentRequest, secret_env: Mapping[str, str]
+    ) -> ClaudeCodeRun:
         env = dict(self._env)
         if self.permission_mode(request) == "bypassPermissions":
             # The CLI refuses this mode as root unless IS_SANDBOX is exactly "1"; choosing
@@ -89,12 +91,12 @@ class ClaudeCodeAgent:
         argv = self.build_argv(request)
         if not request.interactive:
             process = await self._runner.start(
-                request.project_id, argv, env, request.prompt.encode()
+                request.project_id, argv, env, request.prompt.encode(), secret_env=secret_env
             )
             return ClaudeCodeRun(process, interactive=False)
         first_turn = user_line(UserMessage(request.prompt))
         process = await self._runner.start(
-            request.project_id, argv, env, first_turn, keep_stdin_open=True
+            request.project_id, argv, env, first_turn, keep_stdin_open=True, secret_env=secret_env
         )
         return ClaudeCodeRun(process, interactive=True)
 

@@ -7,6 +7,7 @@ agent back."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextvars
 import secrets
 from collections.abc import Mapping, Sequence
@@ -19,10 +20,34 @@ from adapters.kubernetes.pods import PodLocator, find_pod
 from adapters.kubernetes.process import TAG_VARIABLE, ExecProcess
 from domain.errors import AgentStartFailed
 
-# Variables the runner forwards into the pod (as `env` arguments, which end up in the exec
-# request): nothing secret. Credentials belong in the pod's own spec (a Secret).
+# Variables the runner forwards into the pod as `env` arguments, which end up in the exec
+# request (its URL, which API servers log) and in `ps`: nothing secret.
 FORWARDED = ("IS_SANDBOX",)
 OPEN_TIMEOUT_S = 30.0
+
+# Secret variables travel on the exec's stdin, ahead of the agent's own input: a count line,
+# then one `NAME=base64(value)` line each. This launcher (argv: sh -c LAUNCHER name argv...)
+# reads exactly those lines (a shell reads a pipe byte by byte, so the rest stays for the
+# agent), exports them and execs the agent. Builtins only, but `base64 -d`, which gets the
+# value on its stdin: no value is ever in an argv.
+LAUNCHER = r"""
+IFS= read -r count || exit 125
+i=0
+while [ "$i" -lt "$count" ]; do
+  IFS= read -r line || exit 125
+  value=$(printf '%s\n' "${line#*=}" | base64 -d) || exit 125
+  export "${line%%=*}=$value"
+  i=$((i + 1))
+done
+unset count i line value
+exec "$@"
+"""
+
+
+def framed_secrets(secret_env: Mapping[str, str]) -> bytes:
+    lines = [f"{len(secret_env)}"]
+    lines += [f"{name}={base64.b64encode(v.encode()).decode()}" for name, v in secret_env.items()]
+    return ("\n".join(lines) + "\n").encode()
 
 
 class KubernetesExecRunner:
@@ -58,6 +83,7 @@ class KubernetesExecRunner:
         env: Mapping[str, str],
         stdin: bytes = b"",
         keep_stdin_open: bool = False,
+        secret_env: Mapping[str, str] | None = None,
     ) -> ExecProcess:
         if len(self._running) >= self._max_pumps:
             raise AgentStartFailed(
@@ -69,7 +95,11 @@ class KubernetesExecRunner:
         )
         tag = secrets.token_hex(16)
         forwarded = [f"{k}={env[k]}" for k in FORWARDED if k in env]
-        command = ["env", f"{TAG_VARIABLE}={tag}", *forwarded, *argv]
+        command = ["env", f"{TAG_VARIABLE}={tag}", *forwarded]
+        if secret_env:
+            command += ["sh", "-c", LAUNCHER, "agent-gateway-launcher"]
+            stdin = framed_secrets(secret_env) + stdin
+        command += argv
         target = Target(self._configuration, self._locator.namespace, pod, container)
         try:
             connection = await asyncio.wait_for(

@@ -56,6 +56,7 @@ class LocalProcessRunner:
         env: Mapping[str, str],
         stdin: bytes = b"",
         keep_stdin_open: bool = False,
+        secret_env: Mapping[str, str] | None = None,
     ) -> LocalProcess:
         cwd = self._workspace_root / project_id
         cwd.mkdir(parents=True, exist_ok=True)
@@ -64,7 +65,7 @@ class LocalProcessRunner:
             popen = subprocess.Popen(  # noqa: ASYNC220 (fork+exec only; a pidfd watches exit)
                 list(argv),
                 cwd=cwd,
-                env={**env, TAG_VARIABLE: tag},
+                env={**env, **(secret_env or {}), TAG_VARIABLE: tag},
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

@@ -1,6 +1,13 @@
+from adapters.memory.credential_store import MemoryCredentialStore
 from adapters.memory.event_hub import MemoryEventHub
 from adapters.memory.run_control import LocalRunControl
 from adapters.memory.run_queue import MemoryRunQueue
 from adapters.memory.run_store import MemoryRunStore
 
-__all__ = ["LocalRunControl", "MemoryEventHub", "MemoryRunQueue", "MemoryRunStore"]
+__all__ = [
+    "LocalRunControl",
+    "MemoryCredentialStore",
+    "MemoryEventHub",
+    "MemoryRunQueue",
+    "MemoryRunStore",
+]

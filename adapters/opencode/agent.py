@@ -182,7 +182,10 @@ class OpenCodeAgent:
 
     # --- start --------------------------------------------------------------------------------
 
-    async def start(self, run_id: str, request: AgentRequest) -> OpenCodeRun:
+    async def start(
+        self, run_id: str, request: AgentRequest, secret_env: Mapping[str, str]
+    ) -> OpenCodeRun:
+        """`secret_env` is not used: the server's processes are its own."""
         settings = self._settings
         base_url = settings.url_template.format(project=request.project_id)
         timeout = httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s)

@@ -1,3 +1,4 @@
+from adapters.postgres.credential_store import PostgresCredentialStore
 from adapters.postgres.database import PostgresBackend
 from adapters.postgres.event_archive import PostgresEventArchive
 from adapters.postgres.event_hub import PostgresEventHub
@@ -7,6 +8,7 @@ from adapters.postgres.run_store import PostgresRunStore
 
 __all__ = [
     "PostgresBackend",
+    "PostgresCredentialStore",
     "PostgresEventArchive",
     "PostgresEventHub",
     "PostgresRunControl",

@@ -98,6 +98,24 @@ CREATE TABLE control_inputs (
 );
 """,
     ),
+    (
+        4,
+        "credentials",
+        """
+-- The value is sealed by the gateway (AES-256-GCM, bound to project and name): the
+-- database never sees it.
+CREATE TABLE credentials (
+    project_id   text NOT NULL,
+    name         text NOT NULL,
+    env          text NOT NULL,
+    sealed       bytea NOT NULL,
+    fingerprint  text NOT NULL,
+    created_at   timestamptz NOT NULL,
+    updated_at   timestamptz NOT NULL,
+    PRIMARY KEY (project_id, name)
+);
+""",
+    ),
 ]
 
 

@@ -13,6 +13,11 @@ class PostgresRunStore:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
 
+    @property
+    def pool(self) -> AsyncConnectionPool:
+        """The database's pool, for the other stores of the same database."""
+        return self._pool
+
     @translated
     async def save(self, run: Run) -> None:
         async with self._pool.connection() as connection:

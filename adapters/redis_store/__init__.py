@@ -1,11 +1,20 @@
 import redis.asyncio as redis
 
+from adapters.redis_store.credential_store import RedisCredentialStore
 from adapters.redis_store.event_hub import RedisEventHub
 from adapters.redis_store.run_control import RedisRunControl
 from adapters.redis_store.run_queue import RedisRunQueue
 from adapters.redis_store.run_store import RedisRunStore
 
-__all__ = ["RedisEventHub", "RedisRunControl", "RedisRunQueue", "RedisRunStore", "open_redis"]
+__all__ = [
+    "RedisCredentialStore",
+    "RedisEventHub",
+    "RedisRunControl",
+    "RedisRunQueue",
+    "RedisRunStore",
+    "open_credential_store",
+    "open_redis",
+]
 
 
 def open_redis(
@@ -20,3 +29,8 @@ def open_redis(
         client, retain_events=retain_events, retention_s=retention_s, max_pending=max_pending
     )
     return hub, RedisRunStore(client), RedisRunControl(client), RedisRunQueue(client)
+
+
+def open_credential_store(url: str) -> RedisCredentialStore:
+    """Credentials on a small client of their own: they are read once per run start."""
+    return RedisCredentialStore(redis.Redis.from_url(url, max_connections=8))

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from domain.model import AgentRequest, InputRequestEvent, Run
+from domain.redaction import EventRedaction
 from ports.code_agent import AgentRun
 
 
@@ -27,6 +28,7 @@ class ActiveRun:
     provider: str
     execution: AgentRun
     request: AgentRequest
+    redaction: EventRedaction  # what its events go through before they are published
     stop_reason: StopReason | None = None
     stop_requested_at: float | None = None  # Clock.monotonic
     stopping: asyncio.Task[None] | None = None  # held, so the stop task is never collected

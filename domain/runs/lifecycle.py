@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from domain.credentials import NO_CREDENTIALS, Credentials, RunCredentials
 from domain.errors import AgentStartFailed, ProviderUnavailable, ShuttingDown
 from domain.logcontext import bind_run
 from domain.model import (
@@ -24,6 +25,7 @@ from domain.model import (
     StatusEvent,
     StreamEvent,
 )
+from domain.redaction import EventRedaction, Redactor, ValuesInUse
 from domain.registry import ProviderRegistry
 from domain.runs.active import ActiveRun, ActiveRuns, StopReason
 from domain.runs.outcome import final_record, final_status
@@ -50,6 +52,17 @@ async def record_end(
     await store.save(final)
     await publish(hub, stats, final.stream_id, done)
     await hub.close(final.stream_id)
+
+
+@dataclass(frozen=True, slots=True)
+class StartedAgent:
+    """An agent of the chain that started, what was skipped before it, and the project's
+    credentials its process was given."""
+
+    provider: str
+    execution: AgentRun
+    skipped: tuple[str, ...]
+    credentials: RunCredentials
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +94,8 @@ class RunLifecycle:
         limits: RunLimits,
         lease_ttl_s: float,
         observe: Callable[[ActiveRun, AgentEvent], Awaitable[None]],
+        credentials: Credentials | None,
+        values_in_use: ValuesInUse,
     ) -> None:
         self._registry = registry
         self._hub = hub
@@ -94,6 +109,8 @@ class RunLifecycle:
         self._limits = limits
         self._lease_ttl_s = lease_ttl_s
         self._observe = observe  # what an interactive run's events change (its record)
+        self._credentials = credentials
+        self._values_in_use = values_in_use
         self.accepting = True
 
     def admit(self, request: AgentRequest) -> None:
@@ -125,28 +142,32 @@ class RunLifecycle:
         run_id = self._new_id()
         bind_run(run_id, request.project_id)
         with self._active.reserved(run_id, request.project_id):
-            provider, execution, skipped = await self.start_agent(run_id, request)
+            started = await self.start_agent(run_id, request)
             now = self._clock.now()
             run = Run(
                 run_id=run_id,
                 project_id=request.project_id,
                 stream_id=self._new_id(),
-                provider=provider,
+                provider=started.provider,
                 status=RunStatus.RUNNING,
                 created_at=now,
                 started_at=now,
-                providers_skipped=skipped,
+                providers_skipped=started.skipped,
                 outcome=Outcome(session_id=request.session_id),
                 metadata=request.metadata,
+                credentials=started.credentials.names,
             )
-            return await self.launch(run, execution, request)
+            return await self.launch(run, started, request)
 
-    async def start_agent(
-        self, run_id: str, request: AgentRequest
-    ) -> tuple[str, AgentRun, tuple[str, ...]]:
-        """(provider, execution, skipped): a provider of the chain that is unavailable or
-        fails to start is skipped (the reason is kept); if none starts, the last failure is
-        raised (ProviderUnavailable)."""
+    async def start_agent(self, run_id: str, request: AgentRequest) -> StartedAgent:
+        """A provider of the chain that is unavailable or fails to start is skipped (the
+        reason is kept); if none starts, the last failure is raised (ProviderUnavailable).
+        The project's credentials are opened first (CredentialUnreadable, 503, if one does
+        not open); what was skipped is redacted, as a failure may quote the environment."""
+        credentials = NO_CREDENTIALS
+        if self._credentials is not None:
+            credentials = await self._credentials.for_run(request.project_id)
+        redactor = Redactor(credentials.values)
         chain = request.providers or (self._registry.default_name(),)
         agents = [(name, self._registry.get(name)) for name in chain]
         skipped: list[str] = []
@@ -158,27 +179,28 @@ class RunLifecycle:
                 skipped.append(f"{name}: {detail}")
                 continue
             try:
-                execution = await agent.start(run_id, request)
+                execution = await agent.start(run_id, request, credentials.env)
             except AgentStartFailed as exc:
                 self._stats.upstream_errors[name] += 1
-                detail = exc.detail
+                detail = redactor.text(exc.detail)
                 skipped.append(f"{name}: {detail}")
                 continue
-            return name, execution, tuple(skipped)
+            return StartedAgent(name, execution, tuple(skipped), credentials)
         raise ProviderUnavailable(
             ",".join(chain), "; ".join(skipped) if len(agents) > 1 else detail
         )
 
     async def launch(
-        self, run: Run, execution: AgentRun, request: AgentRequest, from_queue: bool = False
+        self, run: Run, started: StartedAgent, request: AgentRequest, from_queue: bool = False
     ) -> Run:
         """Records the running run and drives its agent. A run from the queue already has
         its stream, and its `status running` event comes first."""
-        run_id, provider = run.run_id, run.provider
-        assert provider is not None, "a running run has its provider"
+        run_id, provider, execution = run.run_id, started.provider, started.execution
+        redaction = EventRedaction(Redactor(started.credentials.values))
         # Active before it is recorded: a cancel that finds the record finds the run.
-        active = ActiveRun(run, provider, execution, request)
+        active = ActiveRun(run, provider, execution, request, redaction)
         self._active.add(active)
+        self._values_in_use.add(run_id, started.credentials.values)
         try:
             await self._hub.create(run.stream_id)
             await self._store.save(run)
@@ -187,6 +209,7 @@ class RunLifecycle:
                 await publish(self._hub, self._stats, run.stream_id, StatusEvent(run.status))
         except BaseException:
             self._active.remove(run_id)
+            self._values_in_use.remove(run_id)
             await self._abandon(run_id, execution)
             raise
         active.driver = asyncio.create_task(self._drive(active), name=f"run-{run_id}")
@@ -215,22 +238,25 @@ class RunLifecycle:
             timer = asyncio.create_task(self._time_out(active, active.request.timeout_s))
         try:
             async with contextlib.aclosing(active.execution.events()) as events:
-                async for event in events:
-                    if isinstance(event, AgentResult):
-                        result = event
-                        continue
-                    if isinstance(event, ErrorEvent):
-                        self._stats.upstream_errors[active.provider] += 1
+                async for agent_event in events:
+                    for event in active.redaction.event(agent_event):
+                        if isinstance(event, AgentResult):
+                            result = event
+                            continue
+                        if isinstance(event, ErrorEvent):
+                            self._stats.upstream_errors[active.provider] += 1
+                        await publish(self._hub, self._stats, run.stream_id, event)
+                        if active.request.interactive:
+                            await self._observe(active, event)
+                for event in active.redaction.flush():  # an agent that ended mid-value
                     await publish(self._hub, self._stats, run.stream_id, event)
-                    if active.request.interactive:
-                        await self._observe(active, event)
         except asyncio.CancelledError:
             failure = "run aborted: the gateway stopped before the agent finished"
             raise
         except Exception as exc:  # the agent crashed: report it on the stream, never lose done
             log.exception("run %s: agent %s failed", run.run_id, active.provider)
             self._stats.upstream_errors[active.provider] += 1
-            failure = f"agent error: {exc}"
+            failure = active.redaction.redactor.text(f"agent error: {exc}")
             try:
                 await publish(self._hub, self._stats, run.stream_id, ErrorEvent(failure))
             except Exception:  # the hub itself may be what failed
@@ -256,6 +282,7 @@ class RunLifecycle:
             timer.cancel()
         status, error = final_status(active.stop_reason, reported, failure)
         outcome = reported.outcome if reported is not None else Outcome()
+        self._stats.redactions += active.redaction.redactor.count
         run, done = final_record(
             active.run, status, outcome, error, self._clock.now(), round(elapsed_s * 1000)
         )
@@ -265,6 +292,7 @@ class RunLifecycle:
             log.exception("run %s: cannot record its end (%s)", run.run_id, status)
         finally:
             self._active.remove(run.run_id)
+            self._values_in_use.remove(run.run_id)
             self._count_finished(active, status, elapsed_s)
             active.finished.set()
         try:

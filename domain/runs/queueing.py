@@ -9,7 +9,12 @@ import logging
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from domain.errors import ProviderUnavailable, QueueFull
+from domain.errors import (
+    CredentialsUnavailable,
+    CredentialUnreadable,
+    ProviderUnavailable,
+    QueueFull,
+)
 from domain.logcontext import bind_run, working_for
 from domain.model import AgentRequest, Outcome, QueuedRun, Run, RunStatus, StatusEvent, WaitingRun
 from domain.runs.active import ActiveRuns
@@ -162,21 +167,20 @@ class RunQueueing:
             log.warning("run %s left the queue without a record; dropped", entry.run_id)
             return
         try:
-            provider, execution, skipped = await self._lifecycle.start_agent(
-                run.run_id, entry.request
-            )
-        except ProviderUnavailable as exc:
+            started = await self._lifecycle.start_agent(run.run_id, entry.request)
+        except (ProviderUnavailable, CredentialUnreadable, CredentialsUnavailable) as exc:
             await self._end(run, RunStatus.FAILED, str(exc))
             return
         running = replace(
             run,
-            provider=provider,
+            provider=started.provider,
             status=RunStatus.RUNNING,
             started_at=left_queue_at,
-            providers_skipped=skipped,
+            providers_skipped=started.skipped,
+            credentials=started.credentials.names,
         )
         try:
-            await self._lifecycle.launch(running, execution, entry.request, from_queue=True)
+            await self._lifecycle.launch(running, started, entry.request, from_queue=True)
         except Exception as exc:  # the backend failed: its agent was stopped; end the run
             log.exception("run %s: cannot start it", run.run_id)
             await self._end(run, RunStatus.FAILED, f"the run could not be started: {exc}")

@@ -10,6 +10,7 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from domain.clock import SystemClock
+from domain.credentials import Credentials
 from domain.errors import InputNotAccepted, RunNotFound
 from domain.logcontext import bind_run, working_for
 from domain.model import (
@@ -22,6 +23,7 @@ from domain.model import (
     WaitingRun,
     validate_project_id,
 )
+from domain.redaction import ValuesInUse
 from domain.registry import ProviderRegistry
 from domain.runs.active import ActiveRuns
 from domain.runs.interaction import InteractionLimits, RunInteraction, no_such_request
@@ -70,10 +72,13 @@ class RunService:
         lease_ttl_s: float = 15.0,
         clock: Clock | None = None,
         new_id: Callable[[], str] = new_secret_id,
+        credentials: Credentials | None = None,
     ) -> None:
+        """`credentials`: the projects' credentials, given to their runs (None: none)."""
         clock = clock or SystemClock()
         limits = limits or RunLimits()
         self.stats = GatewayStats()
+        self.values_in_use = ValuesInUse()  # for the log lines: handlers/logs.py
         self._storage = storage
         self._new_id = new_id
         self._active = ActiveRuns()
@@ -95,6 +100,8 @@ class RunService:
             limits,
             lease_ttl_s,
             self._interaction.observe,
+            credentials,
+            self.values_in_use,
         )
         self._leases = LeaseKeeper(
             self._active,

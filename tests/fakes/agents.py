@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 
 from domain.errors import AgentStartFailed, InputNotAccepted
 from domain.model import (
@@ -57,7 +57,9 @@ class FakeCodeAgent:
             return Capabilities(available=False, detail=self.unavailable)
         return Capabilities(available=True, detail="fake", streaming=True, cancel=True)
 
-    async def start(self, run_id: str, request: AgentRequest) -> FakeAgentRun:
+    async def start(
+        self, run_id: str, request: AgentRequest, secret_env: Mapping[str, str] | None = None
+    ) -> FakeAgentRun:
         if self.unavailable or self.fails_to_start:
             raise AgentStartFailed(self.unavailable or self.fails_to_start or "")
         if self.start_gate is not None:

@@ -13,6 +13,10 @@ stdin), writes the prompt it received to `received_prompt.bin` in its working di
   slow       one text delta every 0.05 s, for a long time
   lines N S P C  N text deltas (padded with P times C, default x) as fast as possible,
                after S seconds
+  leak VAR   writes the sha256 of $VAR to leaked.sha256, then prints the value every way
+             a redactor must catch: split over two text deltas at every offset, in one
+             delta, base64 (standard, URL-safe, inside a longer text), percent-encoded, on
+             stderr, in a tool result, in an unknown event, in its result
 anything else: a short reply that quotes the prompt. On SIGINT it prints a result with
 subtype error_during_execution and exits 0, as the real CLI does."""
 
@@ -65,6 +69,29 @@ def result(text, is_error=False, subtype="success"):
 def on_interrupt(signum, frame):
     result("", is_error=True, subtype="error_during_execution")
     sys.exit(0)
+
+
+def leak(value, session):
+    import base64
+    import hashlib
+    import urllib.parse
+
+    with open("leaked.sha256", "w") as f:
+        f.write(hashlib.sha256(value.encode()).hexdigest())
+    for cut in range(len(value) + 1):
+        delta(f"[{cut}] {value[:cut]}")
+        delta(f"{value[cut:]} ")
+    delta(f"whole {value}.")
+    delta(" b64 " + base64.b64encode(value.encode()).decode())
+    delta(" url-safe " + base64.urlsafe_b64encode(value.encode()).decode())
+    delta(" inside " + base64.b64encode(f"TOKEN={value}\n".encode()).decode())
+    delta(" percent " + urllib.parse.quote(value, safe=""))
+    sys.stderr.write(f"stderr says {value}\n")
+    sys.stderr.flush()
+    tool_result = {"type": "tool_result", "tool_use_id": "t1", "content": f"env: X={value}"}
+    emit({"type": "user", "session_id": session, "message": {"content": [tool_result]}})
+    emit({"type": "surprise", "session_id": session, "secret": value})
+    result(f"done with {value}")
 
 
 def main():
@@ -125,6 +152,9 @@ def main():
         padding = (words[4] if len(words) > 4 else "x") * int(words[3]) if len(words) > 3 else ""
         for i in range(int(words[1])):
             delta(f"line {i}{padding}\n")
+    if word == "leak":
+        leak(os.environ.get(prompt.split()[1], ""), session)
+        return
     reply = f"You said: {prompt}"
     delta(reply)
     emit(

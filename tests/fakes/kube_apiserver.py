@@ -98,7 +98,8 @@ class FakeKubeApiServer:
         self.execs: list[list[str]] = []  # every command executed, in order
         self.processes: list[int] = []  # pids of the exec'd processes
         self.drop_after_output = False  # close the next exec's socket after its first output
-        self.app = Starlette(
+        self.requests: list[str] = []  # every request's path and query, as API servers log
+        self._routes = Starlette(
             routes=[
                 Route("/version", self.version),
                 Route("/api", self.api),
@@ -109,6 +110,14 @@ class FakeKubeApiServer:
                 WebSocketRoute("/api/v1/namespaces/{namespace}/pods/{name}/exec", self.exec),
             ]
         )
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] in ("http", "websocket"):
+                query = scope.get("query_string", b"").decode()
+                self.requests.append(f"{scope['path']}?{query}" if query else scope["path"])
+            await self._routes(scope, receive, send)
+
+        self.app = app  # a function: uvicorn tells an ASGI 3 app by that
 
     async def version(self, request: Request) -> JSONResponse:
         # /usr/bin/kubectl picks its bundled client by this minor: 32 speaks WebSocket exec.

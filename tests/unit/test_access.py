@@ -35,7 +35,7 @@ def test_keys_are_found_by_their_hash_and_scoped_to_projects():
         ({}, "keys"),
         ({"keys": [{"sha256": "xyz", "projects": ["a"], "role": "run"}]}, "sha256"),
         ({"keys": [{"sha256": "a" * 64, "projects": "a", "role": "run"}]}, "projects"),
-        ({"keys": [{"sha256": "a" * 64, "projects": ["a"], "role": "admin"}]}, "role"),
+        ({"keys": [{"sha256": "a" * 64, "projects": ["a"], "role": "owner"}]}, "role"),
     ],
 )
 def test_invalid_keys_files_say_what_is_wrong(document, message):

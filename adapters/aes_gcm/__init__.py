@@ -1,0 +1,3 @@
+from adapters.aes_gcm.cipher import AesGcmKeyRing
+
+__all__ = ["AesGcmKeyRing"]

@@ -1,0 +1,138 @@
+"""Per-project credentials: stored sealed (the cipher's job), listed without their values,
+opened only to start a run of their project, whose agent gets them as environment
+variables and whose every outgoing string has them redacted (domain/redaction.py)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from domain.errors import CredentialsUnavailable, InvalidRequest
+from domain.redaction import MIN_VALUE_LENGTH
+
+if TYPE_CHECKING:  # the ports name SealedCredential
+    from ports.clock import Clock
+    from ports.credential_store import CredentialStore
+    from ports.secret_cipher import SecretCipher
+
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+MAX_VALUE_BYTES = 64 * 1024
+# Variables a credential may not set: the agent's process depends on them, and a value
+# there would be anything but secret (or would change what runs).
+RESERVED_ENV = frozenset(
+    {"PATH", "HOME", "PWD", "SHELL", "USER", "LD_PRELOAD", "LD_LIBRARY_PATH", "IS_SANDBOX"}
+)
+KEYS_SETTING = "AGENT_GATEWAY_CREDENTIAL_KEYS"
+
+
+@dataclass(frozen=True, slots=True)
+class SealedCredential:
+    """A credential as stored: its value sealed, bound to its project and name."""
+
+    project_id: str
+    name: str
+    env: str
+    sealed: bytes
+    fingerprint: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RunCredentials:
+    """What a run of the project gets: variable -> value, and the credentials' names."""
+
+    env: dict[str, str]
+    names: tuple[str, ...]
+
+    @property
+    def values(self) -> list[str]:
+        return list(self.env.values())
+
+
+NO_CREDENTIALS = RunCredentials({}, ())
+
+
+def context(project_id: str, name: str) -> bytes:
+    """What a ciphertext is bound to: it does not open for another project or name."""
+    return f"agent-gateway credential\0{project_id}\0{name}".encode()
+
+
+class Credentials:
+    """The credentials use cases. `cipher` None: no key ring is configured, so nothing can
+    be stored (a persistent backend needs AGENT_GATEWAY_CREDENTIAL_KEYS)."""
+
+    def __init__(self, store: CredentialStore, cipher: SecretCipher | None, clock: Clock):
+        self._store = store
+        self._cipher = cipher
+        self._clock = clock
+
+    async def put(
+        self, project_id: str, name: str, value: str, env: str | None
+    ) -> SealedCredential:
+        env = name if env is None else env
+        for field, text in (("name", name), ("env", env)):
+            if not NAME.fullmatch(text):
+                raise InvalidRequest(field, "must match [A-Za-z_][A-Za-z0-9_]{0,127}")
+        if env in RESERVED_ENV:
+            raise InvalidRequest("env", f"{env} is reserved for the agent's process")
+        if len(value) < MIN_VALUE_LENGTH:
+            raise InvalidRequest(
+                "value", f"at least {MIN_VALUE_LENGTH} characters (shorter ones cannot be redacted)"
+            )
+        plaintext = value.encode()
+        if len(plaintext) > MAX_VALUE_BYTES:
+            raise InvalidRequest("value", f"at most {MAX_VALUE_BYTES} bytes")
+        cipher = self._require_cipher()
+        bound = context(project_id, name)
+        now = self._clock.now()
+        existing = {c.name: c for c in await self._store.list_for_project(project_id)}.get(name)
+        credential = SealedCredential(
+            project_id=project_id,
+            name=name,
+            env=env,
+            sealed=cipher.seal(plaintext, bound),
+            fingerprint=cipher.fingerprint(plaintext, bound),
+            created_at=existing.created_at if existing else now,
+            updated_at=now,
+        )
+        await self._store.put(credential)
+        return credential
+
+    async def list_for_project(self, project_id: str) -> list[SealedCredential]:
+        return await self._store.list_for_project(project_id)
+
+    async def delete(self, project_id: str, name: str) -> bool:
+        return await self._store.delete(project_id, name)
+
+    async def for_run(self, project_id: str) -> RunCredentials:
+        """Every credential of the project, opened; CredentialUnreadable if one does not
+        open (a key missing from the ring, a ciphertext moved or altered)."""
+        stored = await self._store.list_for_project(project_id)
+        if not stored:
+            return NO_CREDENTIALS
+        cipher = self._require_cipher()
+        env = {c.env: cipher.open(c.sealed, context(project_id, c.name)).decode() for c in stored}
+        return RunCredentials(env, tuple(c.name for c in stored))
+
+    async def rotate(self) -> int:
+        """Re-seals every credential not sealed with the primary key; returns how many."""
+        cipher = self._require_cipher()
+        rotated = 0
+        for credential in await self._store.list_all():
+            if cipher.key_of(credential.sealed) == cipher.primary:
+                continue
+            bound = context(credential.project_id, credential.name)
+            plaintext = cipher.open(credential.sealed, bound)
+            await self._store.put(replace(credential, sealed=cipher.seal(plaintext, bound)))
+            rotated += 1
+        return rotated
+
+    def _require_cipher(self) -> SecretCipher:
+        if self._cipher is None:
+            raise CredentialsUnavailable(
+                f"no key ring: set {KEYS_SETTING} (id:base64key,...) to store credentials"
+            )
+        return self._cipher
