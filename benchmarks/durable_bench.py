@@ -88,7 +88,7 @@ class FloodAgent:
     def capabilities(self) -> Capabilities:
         return Capabilities(available=True)
 
-    async def start(self, run_id: str, request: AgentRequest) -> FloodRun:
+    async def start(self, run_id: str, request: AgentRequest, secret_env: object) -> FloodRun:
         return FloodRun(self)
 
 

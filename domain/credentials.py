@@ -4,12 +4,12 @@ variables and whose every outgoing string has them redacted (domain/redaction.py
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from domain.errors import CredentialsUnavailable, InvalidRequest
+from domain.model import CREDENTIAL_NAME
 from domain.redaction import MIN_VALUE_LENGTH
 
 if TYPE_CHECKING:  # the ports name SealedCredential
@@ -17,7 +17,6 @@ if TYPE_CHECKING:  # the ports name SealedCredential
     from ports.credential_store import CredentialStore
     from ports.secret_cipher import SecretCipher
 
-NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 MAX_VALUE_BYTES = 64 * 1024
 # Variables a credential may not set: the agent's process depends on them, and a value
 # there would be anything but secret (or would change what runs).
@@ -74,7 +73,7 @@ class Credentials:
     ) -> SealedCredential:
         env = name if env is None else env
         for field, text in (("name", name), ("env", env)):
-            if not NAME.fullmatch(text):
+            if not CREDENTIAL_NAME.fullmatch(text):
                 raise InvalidRequest(field, "must match [A-Za-z_][A-Za-z0-9_]{0,127}")
         if env in RESERVED_ENV:
             raise InvalidRequest("env", f"{env} is reserved for the agent's process")
@@ -107,10 +106,17 @@ class Credentials:
     async def delete(self, project_id: str, name: str) -> bool:
         return await self._store.delete(project_id, name)
 
-    async def for_run(self, project_id: str) -> RunCredentials:
-        """Every credential of the project, opened; CredentialUnreadable if one does not
-        open (a key missing from the ring, a ciphertext moved or altered)."""
+    async def require(self, project_id: str, names: tuple[str, ...]) -> None:
+        """InvalidRequest (422) naming those of `names` the project does not have."""
+        if names:
+            self._check_present(names, await self._store.list_for_project(project_id))
+
+    async def for_run(self, project_id: str, required: tuple[str, ...] = ()) -> RunCredentials:
+        """Every credential of the project, opened; InvalidRequest if one of `required` is
+        missing, CredentialUnreadable if one does not open (a key missing from the ring, a
+        ciphertext moved or altered)."""
         stored = await self._store.list_for_project(project_id)
+        self._check_present(required, stored)
         if not stored:
             return NO_CREDENTIALS
         cipher = self._require_cipher()
@@ -129,6 +135,12 @@ class Credentials:
             await self._store.put(replace(credential, sealed=cipher.seal(plaintext, bound)))
             rotated += 1
         return rotated
+
+    @staticmethod
+    def _check_present(names: tuple[str, ...], stored: list[SealedCredential]) -> None:
+        missing = sorted(set(names) - {c.name for c in stored})
+        if missing:
+            raise InvalidRequest("credentials", f"the project has no {', '.join(missing)}")
 
     def _require_cipher(self) -> SecretCipher:
         if self._cipher is None:

@@ -17,6 +17,7 @@ MAX_TIMEOUT_S = 86_400
 MAX_CHAIN = 8  # providers in one fallback chain
 MAX_NAME_CHARS = 256  # a provider, model or session id
 MAX_METADATA_ENTRIES = 64
+CREDENTIAL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")  # also an environment variable
 MAX_METADATA_VALUE_CHARS = 4096
 MAX_PRIORITY = 100  # a run's priority in the queue is -MAX_PRIORITY..MAX_PRIORITY
 PERMISSION_MODES = ("default", "acceptEdits", "plan", "bypassPermissions")  # claude-code's
@@ -73,6 +74,7 @@ class AgentRequest:
     queue_timeout_s: int | None = None  # how long it may wait in the queue
     interactive: bool = False  # the session stays open; the agent's requests come to the API
     permission_mode: str | None = None  # None: the deployment's
+    credentials: tuple[str, ...] = ()  # names of the project's credentials it requires
 
     @classmethod
     def create(
@@ -88,6 +90,7 @@ class AgentRequest:
         queue_timeout_s: int | None = None,
         interactive: bool = False,
         permission_mode: str | None = None,
+        credentials: list[str] | tuple[str, ...] | None = None,
     ) -> AgentRequest:
         validate_project_id(project_id)
         if not isinstance(prompt, str) or not prompt:
@@ -119,6 +122,12 @@ class AgentRequest:
             if any(ord(c) < 32 or ord(c) == 127 for c in value):  # it may become an argument
                 raise InvalidRequest(field_name, "must not contain control characters")
         _validate_metadata(metadata or {})
+        required = tuple(dict.fromkeys(credentials or ()))
+        if len(required) > MAX_METADATA_ENTRIES:
+            raise InvalidRequest("credentials", f"at most {MAX_METADATA_ENTRIES} names")
+        for name in required:
+            if not CREDENTIAL_NAME.fullmatch(name):
+                raise InvalidRequest("credentials", f"{name!r} is not a credential name")
         return cls(
             project_id,
             prompt,
@@ -131,6 +140,7 @@ class AgentRequest:
             queue_timeout_s,
             interactive,
             permission_mode,
+            required,
         )
 
 

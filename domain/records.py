@@ -202,6 +202,7 @@ def queued_record(entry: QueuedRun) -> Record:
 def queued_from_record(data: Record) -> QueuedRun:
     request = dict(data["request"])
     request["providers"] = tuple(request["providers"])
+    request["credentials"] = tuple(request.get("credentials", ()))
     deadline = data["deadline"]
     return QueuedRun(
         data["run_id"],

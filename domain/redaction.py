@@ -10,9 +10,10 @@ benchmarks/redaction_bench.py)."""
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -45,26 +46,45 @@ def forms_of(value: str) -> set[str]:
     return {form for form in forms if len(form) >= _MIN_FORM_LENGTH}
 
 
-def _trie_pattern(words: Iterable[str]) -> str:
-    """A regular expression matching any of `words`, longest first, as a trie: one branch
-    per next character instead of one per word."""
+@dataclass(frozen=True, slots=True)
+class _Forms:
+    """The compiled matchers of a set of values, shared by the runs that have them."""
+
+    whole: re.Pattern[str]  # any form
+    prefixes: frozenset[str]  # every proper prefix of a form: what a stream holds back
+    firsts: frozenset[str]  # the first characters of the forms
+    longest: int
+
+
+def _trie(words: Iterable[str]) -> dict[str, Any]:
     trie: dict[str, Any] = {}
     for word in words:
         node = trie
         for char in word:
             node = node.setdefault(char, {})
         node[""] = {}
+    return trie
 
-    def build(node: dict[str, Any]) -> str:
-        branches = [re.escape(char) + build(child) for char, child in node.items() if char]
-        if not branches:
-            return ""
-        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
-        if "" in node:  # a word ends here; a longer one is tried first
-            return f"(?:{body})?"
-        return body
 
-    return build(trie)
+def _any_word(node: dict[str, Any]) -> str:
+    """A pattern of the words below `node`, longest first, one branch per next character."""
+    branches = [re.escape(char) + _any_word(child) for char, child in node.items() if char]
+    if not branches:
+        return ""
+    body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+    return f"(?:{body})?" if "" in node else body  # a word may end here
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(values: frozenset[str]) -> _Forms | None:
+    """Compiling takes some 25 ms for 50 values: once per set of values, not per run."""
+    forms = {form for value in values if value for form in forms_of(value)}
+    if not forms:
+        return None
+    prefixes = frozenset(form[:n] for form in forms for n in range(1, len(form)))
+    firsts = frozenset(form[0] for form in forms)
+    longest = max(len(form) for form in forms)
+    return _Forms(re.compile(_any_word(_trie(forms))), prefixes, firsts, longest)
 
 
 class Redactor:
@@ -72,27 +92,28 @@ class Redactor:
     `count` is how many replacements it made."""
 
     def __init__(self, values: Iterable[str]) -> None:
-        forms = {form for value in values if value for form in forms_of(value)}
-        self._pattern = re.compile(_trie_pattern(forms)) if forms else None
-        # Every proper prefix of a form, by length: what a stream must hold back.
-        self._prefixes = {form[:n] for form in forms for n in range(1, len(form))}
-        self._longest = max((len(form) for form in forms), default=0)
+        self._forms = _compiled(frozenset(values))
         self.count = 0
 
     @property
     def active(self) -> bool:
-        return self._pattern is not None
+        return self._forms is not None
+
+    @property
+    def key(self) -> object:
+        """The same for redactors of the same values."""
+        return self._forms
 
     def text(self, text: str) -> str:
-        if self._pattern is None or not text:
+        if self._forms is None or not text:
             return text
-        redacted, replaced = self._pattern.subn(MASK, text)
+        redacted, replaced = self._forms.whole.subn(MASK, text)
         self.count += replaced
         return redacted
 
     def value(self, value: Any) -> Any:
         """Strings inside dicts, lists and tuples too (keys included)."""
-        if self._pattern is None:
+        if self._forms is None:
             return value
         if isinstance(value, str):
             return self.text(value)
@@ -107,19 +128,24 @@ class Redactor:
 
     def _hold_from(self, text: str, start: int) -> int:
         """Where the longest suffix of text[start:] that could begin a form starts."""
-        for index in range(max(start, len(text) - self._longest + 1), len(text)):
-            if text[index:] in self._prefixes:
+        forms = self._forms
+        assert forms is not None
+        firsts, prefixes = forms.firsts, forms.prefixes
+        for index in range(max(start, len(text) - forms.longest + 1), len(text)):
+            if text[index] in firsts and text[index:] in prefixes:
                 return index
         return len(text)
 
     def _split(self, text: str) -> tuple[str, str]:
         """(what may go out now, redacted; what to hold back). A value completed inside
         the text is redacted even if a longer form could still be coming."""
-        assert self._pattern is not None
+        assert self._forms is not None
         cut = self._hold_from(text, 0)
+        if cut == len(text) and not self._forms.whole.search(text):
+            return text, ""  # the common case: nothing to mask, nothing to hold
         out: list[str] = []
         position = 0
-        for match in self._pattern.finditer(text):
+        for match in self._forms.whole.finditer(text):
             if match.start() >= cut:
                 break
             out += [text[position : match.start()], MASK]
@@ -165,10 +191,14 @@ class EventRedaction:
         if not redactor.active:
             return [event]
         if isinstance(event, OutputEvent) and event.type in _STREAMED and not event.raw:
-            out: list[AgentEvent] = [*self.flush(keep=event.type)]
-            stream = self._streams.setdefault(event.type, redactor.stream())
+            out: list[AgentEvent] = [*self.flush(keep=event.type)] if len(self._streams) > 1 else []
+            stream = self._streams.get(event.type)
+            if stream is None:
+                stream = self._streams[event.type] = redactor.stream()
             content = stream.feed(event.content)
-            if content:
+            if content == event.content and not event.fields:
+                out.append(event)  # the common case: nothing masked, nothing held
+            elif content:
                 out.append(replace(event, content=content, fields=redactor.value(event.fields)))
             return out
         return [*self.flush(), self._whole(event)]
@@ -214,31 +244,34 @@ _STREAMED = (OutputType.TEXT, OutputType.THINKING)
 
 
 class ValuesInUse:
-    """The credential values of the runs under way on this replica, for strings that are no
-    run's own (log lines). Read from any thread: a lookup takes the current redactor, which
-    is replaced whole when a run with credentials starts or ends."""
+    """The credential values of the runs under way on this replica, for strings that are
+    no run's own (log lines). One redactor per set of values (a project's runs share one),
+    counted by its runs; read from any thread (a lookup takes the current tuple, replaced
+    whole when the first run of a set starts or its last ends)."""
 
     def __init__(self) -> None:
-        self._by_run: dict[str, list[str]] = {}
-        self._redactor = Redactor([])
+        self._in_use: dict[object, tuple[Redactor, int]] = {}
+        self._redactors: tuple[Redactor, ...] = ()
 
-    def add(self, run_id: str, values: list[str]) -> None:
-        if values:
-            self._by_run[run_id] = values
-            self._rebuild()
+    def add(self, redactor: Redactor) -> None:
+        if redactor.active:
+            key = redactor.key
+            _, runs = self._in_use.get(key, (redactor, 0))
+            self._in_use[key] = (redactor, runs + 1)
+            self._redactors = tuple(r for r, _ in self._in_use.values())
 
-    def remove(self, run_id: str) -> None:
-        if self._by_run.pop(run_id, None) is not None:
-            self._rebuild()
+    def remove(self, redactor: Redactor) -> None:
+        key = redactor.key
+        if key not in self._in_use:
+            return
+        held, runs = self._in_use[key]
+        if runs > 1:
+            self._in_use[key] = (held, runs - 1)
+        else:
+            del self._in_use[key]
+        self._redactors = tuple(r for r, _ in self._in_use.values())
 
     def text(self, text: str) -> str:
-        return self._redactor.text(text)
-
-    @property
-    def count(self) -> int:
-        return self._redactor.count
-
-    def _rebuild(self) -> None:
-        counted = self._redactor.count
-        self._redactor = Redactor(v for values in self._by_run.values() for v in values)
-        self._redactor.count = counted
+        for redactor in self._redactors:
+            text = redactor.text(text)
+        return text

@@ -113,6 +113,7 @@ def _start_request(project_id: str, body: StartRunBody) -> AgentRequest:
         queue_timeout_s=body.queue_timeout_s,
         interactive=body.interactive,
         permission_mode=body.permission_mode,
+        credentials=body.credentials,
     )
 
 

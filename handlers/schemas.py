@@ -55,6 +55,9 @@ class StartRunBody(BaseModel):
         False, description="keep the session open; permission requests come to the API"
     )
     permission_mode: Literal["default", "acceptEdits", "plan", "bypassPermissions"] | None = None
+    credentials: list[str] | None = Field(
+        None, description="names of the project's credentials the run requires (422 if missing)"
+    )
     metadata: (
         Annotated[
             dict[

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from domain.credentials import NO_CREDENTIALS, Credentials, RunCredentials
-from domain.errors import AgentStartFailed, ProviderUnavailable, ShuttingDown
+from domain.errors import AgentStartFailed, InvalidRequest, ProviderUnavailable, ShuttingDown
 from domain.logcontext import bind_run
 from domain.model import (
     AgentEvent,
@@ -63,6 +63,7 @@ class StartedAgent:
     execution: AgentRun
     skipped: tuple[str, ...]
     credentials: RunCredentials
+    redactor: Redactor  # of those credentials' values
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,13 +114,18 @@ class RunLifecycle:
         self._values_in_use = values_in_use
         self.accepting = True
 
-    def admit(self, request: AgentRequest) -> None:
-        """Refuses a run this replica cannot take at all: the gateway is stopping, or the
-        chain names an unknown provider (checked before the run waits in the queue)."""
+    async def admit(self, request: AgentRequest) -> None:
+        """Refuses a run this replica cannot take at all: the gateway is stopping, the
+        chain names an unknown provider, or a credential it requires is missing (checked
+        before the run waits in the queue)."""
         if not self.accepting:
             raise ShuttingDown()
         for name in request.providers:
             self._registry.get(name)
+        if request.credentials:
+            if self._credentials is None:
+                raise InvalidRequest("credentials", "this gateway keeps no credentials")
+            await self._credentials.require(request.project_id, request.credentials)
 
     def has_room(self, project_id: str | None = None) -> bool:
         """Whether the limits let one more run (of this project) start on this replica."""
@@ -163,10 +169,11 @@ class RunLifecycle:
         """A provider of the chain that is unavailable or fails to start is skipped (the
         reason is kept); if none starts, the last failure is raised (ProviderUnavailable).
         The project's credentials are opened first (CredentialUnreadable, 503, if one does
-        not open); what was skipped is redacted, as a failure may quote the environment."""
+        not open; InvalidRequest, 422, if one the run requires is missing); what was
+        skipped is redacted, as a failure may quote the environment."""
         credentials = NO_CREDENTIALS
         if self._credentials is not None:
-            credentials = await self._credentials.for_run(request.project_id)
+            credentials = await self._credentials.for_run(request.project_id, request.credentials)
         redactor = Redactor(credentials.values)
         chain = request.providers or (self._registry.default_name(),)
         agents = [(name, self._registry.get(name)) for name in chain]
@@ -185,7 +192,7 @@ class RunLifecycle:
                 detail = redactor.text(exc.detail)
                 skipped.append(f"{name}: {detail}")
                 continue
-            return StartedAgent(name, execution, tuple(skipped), credentials)
+            return StartedAgent(name, execution, tuple(skipped), credentials, redactor)
         raise ProviderUnavailable(
             ",".join(chain), "; ".join(skipped) if len(agents) > 1 else detail
         )
@@ -196,11 +203,10 @@ class RunLifecycle:
         """Records the running run and drives its agent. A run from the queue already has
         its stream, and its `status running` event comes first."""
         run_id, provider, execution = run.run_id, started.provider, started.execution
-        redaction = EventRedaction(Redactor(started.credentials.values))
         # Active before it is recorded: a cancel that finds the record finds the run.
-        active = ActiveRun(run, provider, execution, request, redaction)
+        active = ActiveRun(run, provider, execution, request, EventRedaction(started.redactor))
         self._active.add(active)
-        self._values_in_use.add(run_id, started.credentials.values)
+        self._values_in_use.add(started.redactor)
         try:
             await self._hub.create(run.stream_id)
             await self._store.save(run)
@@ -209,7 +215,7 @@ class RunLifecycle:
                 await publish(self._hub, self._stats, run.stream_id, StatusEvent(run.status))
         except BaseException:
             self._active.remove(run_id)
-            self._values_in_use.remove(run_id)
+            self._values_in_use.remove(started.redactor)
             await self._abandon(run_id, execution)
             raise
         active.driver = asyncio.create_task(self._drive(active), name=f"run-{run_id}")
@@ -292,7 +298,7 @@ class RunLifecycle:
             log.exception("run %s: cannot record its end (%s)", run.run_id, status)
         finally:
             self._active.remove(run.run_id)
-            self._values_in_use.remove(run.run_id)
+            self._values_in_use.remove(active.redaction.redactor)
             self._count_finished(active, status, elapsed_s)
             active.finished.set()
         try:

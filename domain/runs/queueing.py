@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from domain.errors import (
     CredentialsUnavailable,
     CredentialUnreadable,
+    InvalidRequest,
     ProviderUnavailable,
     QueueFull,
 )
@@ -168,7 +169,12 @@ class RunQueueing:
             return
         try:
             started = await self._lifecycle.start_agent(run.run_id, entry.request)
-        except (ProviderUnavailable, CredentialUnreadable, CredentialsUnavailable) as exc:
+        except (
+            ProviderUnavailable,
+            CredentialUnreadable,
+            CredentialsUnavailable,
+            InvalidRequest,  # a credential it requires was deleted while it waited
+        ) as exc:
             await self._end(run, RunStatus.FAILED, str(exc))
             return
         running = replace(

@@ -138,7 +138,7 @@ class RunService:
 
     async def start(self, request: AgentRequest) -> Run:
         """Starts the run now if this replica has room and nobody waits; else it queues."""
-        self._lifecycle.admit(request)
+        await self._lifecycle.admit(request)
         if await self._queueing.should_queue(request.project_id):
             return await self._queueing.enqueue(request, self._new_id(), self._new_id())
         return await self._lifecycle.start(request)

@@ -3,6 +3,7 @@ Messages API on 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,9 +40,9 @@ def gateway(request, start_gateway, fake_api, monkeypatch, tmp_path: Path):
     fake, api_url = fake_api
     home = Path(tempfile.mkdtemp(dir=tmp_path))
     point_the_cli_at(api_url, home, monkeypatch)
-    if request.param == "kubernetes":
-        request.getfixturevalue("fake_kube")
+    pod = request.getfixturevalue("fake_kube") if request.param == "kubernetes" else None
     server = start_gateway(claude_command=str(CLAUDE_CLI), runner=request.param)
+    server.agent_dir = pod.workdir if pod else server.workspace / "demo"  # where it works
     return server, fake
 
 
@@ -102,3 +103,22 @@ def test_cancel_of_a_slow_run(gateway):
     events = read_stream(server.url, started["stream_url"])
     assert events[-1][2]["status"] == "cancelled"
     assert texts(events).startswith("word0 word1 word2 ")
+
+
+def test_a_credential_reaches_the_cli_and_never_comes_back(gateway):
+    server, fake = gateway
+    value = "glpat-Sup3r+S3cret/Value=42"
+    stored = httpx.put(f"{server.url}/projects/demo/credentials/GL_TOKEN", json={"value": value})
+    assert stored.status_code == 200, stored.text
+    started = start_run(server.url, prompt="show [printenv GL_TOKEN]")
+    events = read_stream(server.url, started["stream_url"])
+    assert value not in json.dumps(events)
+    tool_result = next(d for _, _, d in events if d.get("type") == "tool_result")
+    assert tool_result["content"] == "***"
+    assert texts(events) == "tool said: ***"  # the value came back three characters a delta
+    assert events[-1][2]["status"] == "succeeded"
+    record = httpx.get(f"{server.url}/projects/demo/runs/{started['run_id']}")
+    assert record.json()["credentials"] == ["GL_TOKEN"] and value not in record.text
+    # The CLI's process had the value: its tool wrote it, and the model was told it.
+    assert (server.agent_dir / "leaked.txt").read_text() == value + "\n"
+    assert value in json.dumps(fake.requests[-1])

@@ -5,6 +5,8 @@ content_block_delta..., content_block_stop, message_delta with usage, message_st
 unknown keys and roles, and picks its behaviour from markers in the last user text:
   [tool]   first answer a Bash tool_use running `echo tool-ran`, then report its result
   [touch]  the same with `touch made-by-agent`, which needs permission outside bypass mode
+  [printenv NAME]  the same with `printenv NAME > leaked.txt; printenv NAME`, then repeats
+           the tool's result three characters a delta (a credential split across deltas)
   [ask]    first ask the user a question (AskUserQuestion: which color, red or blue)
   [slow]   stream one word every 0.2 s for ten minutes (for cancel tests)
   [fail]   answer HTTP 500
@@ -119,8 +121,15 @@ class FakeAnthropic:
             stream = self._tool_call(model, "AskUserQuestion", QUESTION)
         elif "[touch]" in last_text and not _has_tool_result(last):
             stream = self._tool_use(model, "touch made-by-agent")
+        elif "[printenv " in last_text and not _has_tool_result(last):
+            name = last_text.split("[printenv ", 1)[1].split("]")[0]
+            stream = self._tool_use(model, f"printenv {name} > leaked.txt; printenv {name}")
         elif "[tool]" in user_text and not _has_tool_result(last):
             stream = self._tool_use(model, "echo tool-ran")
+        elif _has_tool_result(last) and "[printenv " in user_text:
+            said = _tool_result_text(last).strip()
+            pieces = [said[i : i + 3] for i in range(0, len(said), 3)]
+            stream = self._text(model, ["tool said: ", *pieces])
         elif _has_tool_result(last):
             stream = self._text(model, ["tool said: ", _tool_result_text(last).strip()])
         elif "[slow]" in last_text:

@@ -131,6 +131,17 @@ def test_the_agent_gets_the_value_and_nothing_that_leaves_the_gateway_shows_it(t
     assert not leaks(log_path.read_text())
 
 
+def test_a_run_that_requires_a_missing_credential_is_422_at_start(gateway):
+    assert put(gateway.url, "GH_TOKEN", {"value": VALUE}, ADMIN).status_code == 200
+    runs = f"{gateway.url}/projects/demo/runs"
+    body = {"prompt": "hi", "credentials": ["GH_TOKEN", "NPM_TOKEN"]}
+    missing = httpx.post(runs, json=body, headers=RUNNER)
+    assert missing.status_code == 422 and "NPM_TOKEN" in missing.text
+    assert "GH_TOKEN" not in missing.json()["error"]["message"]
+    started = httpx.post(runs, json={"prompt": "hi", "credentials": ["GH_TOKEN"]}, headers=RUNNER)
+    assert started.status_code == 202, started.text
+
+
 def test_a_persistent_backend_without_a_key_ring_refuses_to_store(start_gateway, redis_server):
     server = start_gateway(event_backend="redis", redis_url=redis_server.url)
     response = put(server.url, "GH_TOKEN", {"value": VALUE}, {})

@@ -62,6 +62,9 @@ def test_the_deployment_probes_runs_as_non_root_and_uses_its_service_account():
     assert settings["AGENT_GATEWAY_RUNNER"] == "kubernetes"
     secret_volume = pod["volumes"][0]["secret"]["secretName"]
     assert secret_volume == "agent-gateway-api-keys"
+    env = {e["name"]: e.get("valueFrom", {}) for e in container["env"]}
+    ring = env["AGENT_GATEWAY_CREDENTIAL_KEYS"]["secretKeyRef"]  # never a literal value
+    assert ring["name"] == "agent-gateway-credential-keys" and ring["optional"] is True
 
 
 def test_the_example_pod_matches_the_default_pod_template():
