@@ -9,6 +9,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 from domain.credentials import SealedCredential
 from domain.model import (
+    CREDENTIAL_NAME,
     MAX_CHAIN,
     MAX_METADATA_ENTRIES,
     MAX_METADATA_VALUE_CHARS,
@@ -39,6 +40,9 @@ Seconds = Annotated[int, Field(ge=1, le=MAX_TIMEOUT_S), BeforeValidator(_not_boo
 Priority = Annotated[int, Field(ge=-MAX_PRIORITY, le=MAX_PRIORITY), BeforeValidator(_not_bool)]
 
 
+CredentialName = Annotated[str, Field(pattern=f"^{CREDENTIAL_NAME.pattern}$")]
+
+
 class StartRunBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -55,8 +59,10 @@ class StartRunBody(BaseModel):
         False, description="keep the session open; permission requests come to the API"
     )
     permission_mode: Literal["default", "acceptEdits", "plan", "bypassPermissions"] | None = None
-    credentials: list[str] | None = Field(
-        None, description="names of the project's credentials the run requires (422 if missing)"
+    credentials: Annotated[list[CredentialName], Field(max_length=MAX_METADATA_ENTRIES)] | None = (
+        Field(
+            None, description="names of the project's credentials the run requires (422 if missing)"
+        )
     )
     metadata: (
         Annotated[
@@ -172,8 +178,8 @@ class CredentialBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    value: str = Field(min_length=1, max_length=64 * 1024)
-    env: str | None = Field(None, description="default: the credential's name")
+    value: str = Field(min_length=8, max_length=64 * 1024)
+    env: CredentialName | None = Field(None, description="default: the credential's name")
 
 
 class CredentialInfo(BaseModel):
