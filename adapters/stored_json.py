@@ -18,13 +18,18 @@ from domain.records import (
     event_record,
     input_from_record,
     input_record,
+    project_from_record,
+    project_record,
     queued_from_record,
     queued_record,
     run_from_record,
     run_record,
     session_from_record,
     session_record,
+    template_from_record,
+    template_record,
 )
+from domain.templates import Project, Template
 
 
 def dumps(data: Any) -> bytes:
@@ -88,3 +93,19 @@ def encode_credential(credential: SealedCredential) -> bytes:
 
 def decode_credential(text: str | bytes) -> SealedCredential:
     return credential_from_record(_loads(text))
+
+
+def encode_template(template: Template) -> bytes:
+    return dumps(template_record(template))
+
+
+def decode_template(text: str | bytes) -> Template:
+    return template_from_record(_loads(text))
+
+
+def encode_project(project: Project) -> bytes:
+    return dumps(project_record(project))
+
+
+def decode_project(text: str | bytes) -> Project:
+    return project_from_record(_loads(text))

@@ -13,6 +13,7 @@ GatewayError
 ├── AgentStartFailed        an agent could not start (why); the service tries the next
 ├── BackendUnavailable      the event hub or run store cannot be reached -> 503
 ├── InputNotAccepted        the run takes no such input now          -> 409
+├── Conflict                the change conflicts with what is there  -> 409
 ├── CredentialsUnavailable  no key ring to seal or open credentials  -> 503
 ├── CredentialUnreadable    a stored credential does not open        -> 503
 ├── ShuttingDown            the gateway no longer accepts runs       -> 503
@@ -187,3 +188,7 @@ class CredentialUnreadable(GatewayError):
     to another project or name. Runs of its project cannot start until it is stored again."""
 
     code = "credential_unreadable"
+
+
+class Conflict(GatewayError):
+    code = "conflict"

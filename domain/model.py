@@ -11,12 +11,16 @@ from datetime import datetime
 from typing import Any
 
 from domain.errors import InvalidRequest
+from domain.templates import KubePlacement
 
 MAX_PROMPT_BYTES = 1024 * 1024
 MAX_TIMEOUT_S = 86_400
 MAX_CHAIN = 8  # providers in one fallback chain
 MAX_NAME_CHARS = 256  # a provider, model or session id
 MAX_METADATA_ENTRIES = 64
+MAX_SYSTEM_PROMPT_BYTES = 64 * 1024  # an argv entry may hold 128 KiB on Linux
+MAX_TURNS = 10_000
+MAX_BUDGET_USD = 100_000.0
 CREDENTIAL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")  # also an environment variable
 MAX_METADATA_VALUE_CHARS = 4096
 MAX_PRIORITY = 100  # a run's priority in the queue is -MAX_PRIORITY..MAX_PRIORITY
@@ -75,6 +79,30 @@ class AgentRequest:
     interactive: bool = False  # the session stays open; the agent's requests come to the API
     permission_mode: str | None = None  # None: the deployment's
     credentials: tuple[str, ...] = ()  # names of the project's credentials it requires
+    # From templates and projects (domain/templates.py); each provider takes those it can.
+    append_system_prompt: str | None = None
+    allowed_tools: tuple[str, ...] = ()
+    disallowed_tools: tuple[str, ...] = ()
+    max_turns: int | None = None
+    max_budget_usd: float | None = None
+    mcp_servers: Mapping[str, Any] | None = None
+    kube: KubePlacement | None = None
+    template: str | None = None  # the template it was resolved with
+    settings: Mapping[str, Any] = field(default_factory=dict)  # what it runs with, as set
+
+    def options_besides(self, taken: set[str]) -> list[str]:
+        """The template options this request sets that are not in `taken`: what a
+        provider that takes only those must refuse."""
+        options = {
+            "append_system_prompt": self.append_system_prompt is not None,
+            "allowed_tools": bool(self.allowed_tools),
+            "disallowed_tools": bool(self.disallowed_tools),
+            "max_turns": self.max_turns is not None,
+            "max_budget_usd": self.max_budget_usd is not None,
+            "mcp_servers": self.mcp_servers is not None,
+            "kube": self.kube is not None,
+        }
+        return [name for name, is_set in options.items() if is_set and name not in taken]
 
     @classmethod
     def create(
@@ -91,6 +119,15 @@ class AgentRequest:
         interactive: bool = False,
         permission_mode: str | None = None,
         credentials: list[str] | tuple[str, ...] | None = None,
+        append_system_prompt: str | None = None,
+        allowed_tools: tuple[str, ...] = (),
+        disallowed_tools: tuple[str, ...] = (),
+        max_turns: int | None = None,
+        max_budget_usd: float | None = None,
+        mcp_servers: Mapping[str, Any] | None = None,
+        kube: KubePlacement | None = None,
+        template: str | None = None,
+        settings: Mapping[str, Any] | None = None,
     ) -> AgentRequest:
         validate_project_id(project_id)
         if not isinstance(prompt, str) or not prompt:
@@ -128,6 +165,9 @@ class AgentRequest:
         for name in required:
             if not CREDENTIAL_NAME.fullmatch(name):
                 raise InvalidRequest("credentials", f"{name!r} is not a credential name")
+        _validate_agent_options(append_system_prompt, allowed_tools + disallowed_tools, max_turns)
+        if max_budget_usd is not None and not 0 < max_budget_usd <= MAX_BUDGET_USD:
+            raise InvalidRequest("max_budget_usd", f"must be above 0 and at most {MAX_BUDGET_USD}")
         return cls(
             project_id,
             prompt,
@@ -141,7 +181,34 @@ class AgentRequest:
             interactive,
             permission_mode,
             required,
+            append_system_prompt,
+            tuple(allowed_tools),
+            tuple(disallowed_tools),
+            max_turns,
+            max_budget_usd,
+            dict(mcp_servers) if mcp_servers is not None else None,
+            kube,
+            template,
+            dict(settings or {}),
         )
+
+
+def _validate_agent_options(
+    append_system_prompt: str | None, tools: tuple[str, ...], max_turns: int | None
+) -> None:
+    """These become command-line arguments: bounded; tool names without control characters
+    or commas (the CLI takes them as one comma-separated argument)."""
+    if append_system_prompt is not None:
+        _check_encodable("append_system_prompt", append_system_prompt)
+        if len(append_system_prompt.encode()) > MAX_SYSTEM_PROMPT_BYTES:
+            raise InvalidRequest(
+                "append_system_prompt", f"must be at most {MAX_SYSTEM_PROMPT_BYTES} bytes"
+            )
+    for tool in tools:
+        if not 1 <= len(tool) <= MAX_NAME_CHARS or any(ord(c) < 32 or c == "," for c in tool):
+            raise InvalidRequest("tools", f"{tool!r}: 1 to {MAX_NAME_CHARS} characters, no comma")
+    if max_turns is not None and not 1 <= max_turns <= MAX_TURNS:
+        raise InvalidRequest("max_turns", f"must be between 1 and {MAX_TURNS}")
 
 
 def _check_encodable(field_name: str, value: str) -> None:
@@ -371,6 +438,8 @@ class Run:
     pending_inputs: tuple[InputRequestEvent, ...] = ()  # what an interactive run waits for
     turns: int = 0  # turns ended, of an interactive run
     credentials: tuple[str, ...] = ()  # names of the credentials its agent was given
+    template: str | None = None  # the template its settings came from
+    settings: Mapping[str, Any] = field(default_factory=dict)  # what it ran with, as set
 
 
 @dataclass(frozen=True, slots=True)

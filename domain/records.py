@@ -34,6 +34,7 @@ from domain.model import (
     TurnRole,
     UserMessage,
 )
+from domain.templates import KubePlacement, Project, RunSettings, Template
 
 Record = dict[str, Any]
 
@@ -125,6 +126,8 @@ def run_from_record(data: Record) -> Run:
     pending = data.get("pending_inputs", ())  # records from before interactive runs lack it
     data["pending_inputs"] = tuple(input_request_from_record(event) for event in pending)
     data["credentials"] = tuple(data.get("credentials", ()))
+    data.setdefault("template", None)
+    data.setdefault("settings", {})
     return Run(**data)
 
 
@@ -146,6 +149,37 @@ def credential_from_record(data: Record) -> SealedCredential:
         datetime.fromisoformat(data["created_at"]),
         datetime.fromisoformat(data["updated_at"]),
     )
+
+
+def template_record(template: Template) -> Record:
+    return {
+        "name": template.name,
+        "settings": template.settings.as_record(),
+        "source": template.source,
+        "updated_at": template.updated_at.isoformat(),
+    }
+
+
+def template_from_record(data: Record) -> Template:
+    settings = RunSettings.from_record(data["settings"])
+    return Template(
+        data["name"], settings, data["source"], datetime.fromisoformat(data["updated_at"])
+    )
+
+
+def project_record(project: Project) -> Record:
+    return {
+        "project_id": project.project_id,
+        "template": project.template,
+        "overrides": project.overrides.as_record(),
+        "updated_at": project.updated_at.isoformat(),
+    }
+
+
+def project_from_record(data: Record) -> Project:
+    overrides = RunSettings.from_record(data["overrides"])
+    updated_at = datetime.fromisoformat(data["updated_at"])
+    return Project(data["project_id"], data["template"], overrides, updated_at)
 
 
 def session_record(session: Session) -> Record:
@@ -190,6 +224,7 @@ def input_from_record(data: Record) -> tuple[AgentInput, str | None]:
 def queued_record(entry: QueuedRun) -> Record:
     request = asdict(entry.request)
     request["metadata"] = dict(entry.request.metadata)
+    request["settings"] = dict(entry.request.settings)
     return {
         "run_id": entry.run_id,
         "stream_id": entry.stream_id,
@@ -202,7 +237,10 @@ def queued_record(entry: QueuedRun) -> Record:
 def queued_from_record(data: Record) -> QueuedRun:
     request = dict(data["request"])
     request["providers"] = tuple(request["providers"])
-    request["credentials"] = tuple(request.get("credentials", ()))
+    for name in ("credentials", "allowed_tools", "disallowed_tools"):
+        request[name] = tuple(request.get(name, ()))
+    if request.get("kube") is not None:
+        request["kube"] = KubePlacement(**request["kube"])
     deadline = data["deadline"]
     return QueuedRun(
         data["run_id"],

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
+import yaml
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import ValidationError
 
 from domain.access import Role
 from domain.credentials import Credentials
-from domain.errors import NotFound, SubscriberTooSlow
+from domain.errors import InvalidRequest, NotFound, SubscriberTooSlow
 from domain.model import (
     MAX_CHAIN,
-    AgentRequest,
     Close,
     InputAnswer,
     Interrupt,
@@ -26,8 +29,9 @@ from domain.model import (
 from domain.ratelimit import TokenBuckets
 from domain.registry import ProviderRegistry
 from domain.runs import RunService
+from domain.templates import TemplateCatalog
 from handlers import sse
-from handlers.auth import Access, AuthMiddleware, authorize, may_read
+from handlers.auth import Access, AuthMiddleware, authorize, authorize_all, may_read
 from handlers.bootstrap import Gateway
 from handlers.errors import install_error_handlers
 from handlers.limits import BodyLimitMiddleware, RateLimitMiddleware
@@ -39,11 +43,15 @@ from handlers.schemas import (
     CredentialInfo,
     ErrorBody,
     InputBody,
+    ProjectBody,
+    ProjectInfo,
     ProviderInfo,
     QueueEntry,
     RunRecord,
     RunStarted,
     StartRunBody,
+    TemplateBody,
+    TemplateInfo,
 )
 from handlers.settings import Settings
 
@@ -78,8 +86,13 @@ async def _credentials(request: Request) -> Credentials:
     return _gateway(request).credentials
 
 
+async def _catalog(request: Request) -> TemplateCatalog:
+    return _gateway(request).catalog
+
+
 Service = Annotated[RunService, Depends(_service)]
 ProjectCredentials = Annotated[Credentials, Depends(_credentials)]
+Catalog = Annotated[TemplateCatalog, Depends(_catalog)]
 Registry = Annotated[ProviderRegistry, Depends(_registry)]
 GatewaySettings = Annotated[Settings, Depends(_settings)]
 
@@ -100,32 +113,23 @@ async def _stream_chunks(
         await batches.aclose()
 
 
-def _start_request(project_id: str, body: StartRunBody) -> AgentRequest:
-    return AgentRequest.create(
-        project_id,
-        body.prompt,
-        providers=body.provider,
-        session_id=body.session_id,
-        model=body.model,
-        timeout_s=body.timeout_s,
-        metadata=body.metadata,
-        priority=body.priority,
-        queue_timeout_s=body.queue_timeout_s,
-        interactive=body.interactive,
-        permission_mode=body.permission_mode,
-        credentials=body.credentials,
-    )
-
-
 async def _start(
     request: Request,
     service: RunService,
     settings: Settings,
-    agent_request: AgentRequest,
+    project_id: str,
+    body: StartRunBody,
     cancel_on_disconnect: bool,
 ) -> Response:
-    authorize(request, agent_request.project_id, Role.RUN)
-    run = await service.start(agent_request)
+    authorize(request, project_id, Role.RUN)
+    run = await service.start_for(
+        project_id,
+        body.prompt,
+        body.run_settings(),
+        session_id=body.session_id,
+        queue_timeout_s=body.queue_timeout_s,
+        template=body.template,
+    )
     access: Access = request.app.state.gateway.access
     started = RunStarted.from_domain(run, access.stream_url(run.project_id, run.stream_id))
     if "text/event-stream" not in request.headers.get("accept", ""):
@@ -166,8 +170,8 @@ async def start_claude(
     cancel_on_disconnect: bool = False,
 ) -> Response:
     """Starts a run with provider `claude-code` (another `provider` in the body is 422)."""
-    agent_request = _start_request(project_id, body.model_copy(update={"provider": "claude-code"}))
-    return await _start(request, service, settings, agent_request, cancel_on_disconnect)
+    body = body.model_copy(update={"provider": "claude-code"})
+    return await _start(request, service, settings, project_id, body, cancel_on_disconnect)
 
 
 @router.post("/projects/{project_id}/runs", status_code=202, response_model=RunStarted)
@@ -180,8 +184,7 @@ async def start_run(
     cancel_on_disconnect: bool = False,
 ) -> Response:
     """Starts a run; `provider` picks the provider or a fallback chain."""
-    agent_request = _start_request(project_id, body)
-    return await _start(request, service, settings, agent_request, cancel_on_disconnect)
+    return await _start(request, service, settings, project_id, body, cancel_on_disconnect)
 
 
 @router.get(
@@ -277,6 +280,81 @@ async def delete_credential(
     if not await credentials.delete(project_id, name):
         raise NotFound(f"no credential {name!r} in project {project_id!r}")
     return Response(status_code=204)
+
+
+TemplateName = Annotated[str, Path(pattern=PROJECT_ID, description="1-63 of [a-z0-9-]")]
+_TEMPLATE_SCHEMA = {"schema": {"$ref": "#/components/schemas/TemplateBody"}}
+TEMPLATE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": _TEMPLATE_SCHEMA, "application/yaml": _TEMPLATE_SCHEMA},
+    }
+}
+
+
+async def _template_body(request: Request) -> TemplateBody:
+    """The body as JSON or, by its Content-Type, YAML; strictly validated (422 names the
+    field's path)."""
+    raw = await request.body()
+    try:
+        if "yaml" in request.headers.get("content-type", ""):
+            data = yaml.safe_load(raw)
+        else:
+            data = json.loads(raw)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise InvalidRequest("body", f"not valid JSON or YAML: {exc}") from None
+    try:
+        return TemplateBody.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
+
+
+@router.put("/templates/{name}", response_model=TemplateInfo, openapi_extra=TEMPLATE_BODY)
+async def put_template(name: TemplateName, request: Request, catalog: Catalog) -> TemplateInfo:
+    """Stores a template (JSON or YAML); templates read from files cannot be changed here."""
+    authorize_all(request, Role.ADMIN)
+    body = await _template_body(request)
+    return TemplateInfo.from_domain(await catalog.put_template(name, body.run_settings()))
+
+
+@router.get("/templates", response_model=list[TemplateInfo])
+async def list_templates(request: Request, catalog: Catalog) -> list[TemplateInfo]:
+    return [TemplateInfo.from_domain(t) for t in await catalog.list_templates()]
+
+
+@router.get("/templates/{name}", response_model=TemplateInfo)
+async def get_template(name: TemplateName, request: Request, catalog: Catalog) -> TemplateInfo:
+    return TemplateInfo.from_domain(await catalog.get_template(name))
+
+
+@router.delete("/templates/{name}", status_code=204)
+async def delete_template(name: TemplateName, request: Request, catalog: Catalog) -> Response:
+    authorize_all(request, Role.ADMIN)
+    await catalog.delete_template(name)
+    return Response(status_code=204)
+
+
+@router.put("/projects/{project_id}", response_model=ProjectInfo)
+async def put_project(
+    project_id: ProjectId, body: ProjectBody, request: Request, catalog: Catalog
+) -> ProjectInfo:
+    """The project's template and overrides, for every run of it."""
+    authorize(request, project_id, Role.ADMIN)
+    overrides = body.overrides.run_settings()
+    return ProjectInfo.from_domain(await catalog.put_project(project_id, body.template, overrides))
+
+
+@router.get("/projects/{project_id}", response_model=ProjectInfo)
+async def get_project(project_id: ProjectId, request: Request, catalog: Catalog) -> ProjectInfo:
+    authorize(request, project_id, Role.READ)
+    return ProjectInfo.from_domain(await catalog.get_project(project_id))
+
+
+@router.get("/projects", response_model=list[ProjectInfo])
+async def list_projects(request: Request, catalog: Catalog) -> list[ProjectInfo]:
+    """The configured projects the caller may read."""
+    projects = await catalog.list_projects()
+    return [ProjectInfo.from_domain(p) for p in projects if may_read(request, p.project_id)]
 
 
 def _caller_name(request: Request) -> str | None:

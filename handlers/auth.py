@@ -137,6 +137,15 @@ def authorize(request: Request, project_id: str, role: Role) -> None:
         raise Forbidden(f"the key {caller.name!r} ({caller.role}) may not do what needs {role}")
 
 
+def authorize_all(request: Request, role: Role) -> None:
+    """Raises unless the caller has this role on every project (templates are shared)."""
+    caller: ApiKey | None = getattr(request.state, "caller", None)
+    if caller is None:
+        return
+    if "*" not in caller.projects or not caller.role.includes(role):
+        raise Forbidden(f"the key {caller.name!r} needs the role {role} on every project ('*')")
+
+
 class RedactTokens(logging.Filter):
     """Stream tokens are credentials: keep them out of access logs."""
 

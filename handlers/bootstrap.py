@@ -12,13 +12,18 @@ import secrets
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
+
+import yaml
 
 from domain.access import StreamTokens
 from domain.clock import SystemClock
 from domain.credentials import KEYS_SETTING, Credentials
+from domain.errors import InvalidRequest
 from domain.registry import ProviderRegistry
 from domain.runs import InteractionLimits, RunLimits, RunService, Storage
+from domain.templates import Template, TemplateCatalog, validate_name
 from handlers.auth import Access, KeysFile
 from handlers.settings import ENV_PREFIX, Settings, SettingsError
 from ports.clock import Clock
@@ -26,9 +31,11 @@ from ports.code_agent import CodeAgent
 from ports.credential_store import CredentialStore
 from ports.event_hub import EventHub
 from ports.process_runner import ProcessRunner
+from ports.project_store import ProjectStore
 from ports.run_control import RunControl
 from ports.run_queue import RunQueue
 from ports.run_store import RunStore
+from ports.template_store import TemplateStore
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +55,7 @@ class Gateway:
     service: RunService
     access: Access
     credentials: Credentials
+    catalog: TemplateCatalog
     resources: list[Resource] = field(default_factory=list)
 
 
@@ -123,6 +131,63 @@ def build_credentials(
     from adapters.memory import MemoryCredentialStore
 
     return Credentials(MemoryCredentialStore(), cipher or AesGcmKeyRing.ephemeral(), clock)
+
+
+def load_template_files(folder: Path, clock: Clock) -> dict[str, Template]:
+    """Every `*.yaml` of the folder as a template named after the file; a bad file stops
+    start-up with its name and the field's path."""
+    from pydantic import ValidationError
+
+    from handlers.schemas import TemplateBody
+
+    templates = {}
+    for path in sorted(folder.glob("*.yaml")):
+        try:
+            validate_name("template", path.stem)
+            body = TemplateBody.model_validate(yaml.safe_load(path.read_text()) or {})
+        except (OSError, yaml.YAMLError, InvalidRequest) as exc:
+            raise SettingsError(f"{ENV_PREFIX}TEMPLATES_DIR: {path}: {exc}") from exc
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            raise SettingsError(f"{ENV_PREFIX}TEMPLATES_DIR: {path}: {problems}") from exc
+        templates[path.stem] = Template(path.stem, body.run_settings(), str(path), clock.now())
+    return templates
+
+
+def build_catalog(
+    settings: Settings, stores: tuple[TemplateStore, ProjectStore] | None, clock: Clock
+) -> TemplateCatalog:
+    """Templates and projects in `stores` (None: in memory), plus the templates of
+    AGENT_GATEWAY_TEMPLATES_DIR."""
+    from_files = {}
+    if settings.templates_dir is not None:
+        from_files = load_template_files(settings.templates_dir, clock)
+    if stores is None:
+        from adapters.memory import MemoryCatalog
+
+        memory = MemoryCatalog()
+        stores = memory, memory
+    return TemplateCatalog(*stores, clock, from_files)
+
+
+def build_catalog_stores(
+    settings: Settings, storage: Storage
+) -> tuple[TemplateStore, ProjectStore] | None:
+    """Where the settings keep templates and projects: the database, Redis, or memory."""
+    if settings.database_url is not None:
+        from adapters.postgres import PostgresCatalog, PostgresRunStore
+
+        assert isinstance(storage.store, PostgresRunStore)  # the database's own pool
+        catalog = PostgresCatalog(storage.store.pool)
+        return catalog, catalog
+    if settings.event_backend == "redis":
+        from adapters.redis_store import open_catalog
+
+        shared = open_catalog(settings.redis_url)
+        return shared, shared
+    return None
 
 
 def build_credential_store(settings: Settings, storage: Storage) -> CredentialStore | None:
@@ -266,10 +331,12 @@ def build_gateway(
     and `clock` replace what the settings would pick."""
     clock = clock or SystemClock()
     resources: list[Resource] = []
-    credential_store = None
+    credential_store, catalog_stores = None, None
     if storage is None:
         storage, resources = build_storage(settings, clock)
         credential_store = build_credential_store(settings, storage)
+        catalog_stores = build_catalog_stores(settings, storage)
+    catalog = build_catalog(settings, catalog_stores, clock)
     if agents is None:
         agents = {
             name: build_agent(name, settings, storage.store, runner)
@@ -297,6 +364,7 @@ def build_gateway(
         lease_ttl_s=settings.lease_ttl_s,
         clock=clock,
         credentials=credentials,
+        catalog=catalog,
     )
     access = build_access(settings, clock)
-    return Gateway(settings, registry, service, access, credentials, resources)
+    return Gateway(settings, registry, service, access, credentials, catalog, resources)

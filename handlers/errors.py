@@ -14,6 +14,7 @@ from starlette.types import Send
 from domain.errors import (
     AgentStartFailed,
     BackendUnavailable,
+    Conflict,
     CredentialsUnavailable,
     CredentialUnreadable,
     Forbidden,
@@ -46,6 +47,7 @@ STATUS_BY_ERROR: list[tuple[type[GatewayError], int]] = [
     (AgentStartFailed, 503),
     (BackendUnavailable, 503),
     (InputNotAccepted, 409),
+    (Conflict, 409),
     (ShuttingDown, 503),
     (OwnerUnreachable, 503),
     (CredentialsUnavailable, 503),

@@ -10,18 +10,29 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 from domain.credentials import SealedCredential
 from domain.model import (
     CREDENTIAL_NAME,
+    MAX_BUDGET_USD,
     MAX_CHAIN,
     MAX_METADATA_ENTRIES,
     MAX_METADATA_VALUE_CHARS,
     MAX_NAME_CHARS,
     MAX_PRIORITY,
+    MAX_SYSTEM_PROMPT_BYTES,
     MAX_TIMEOUT_S,
+    MAX_TURNS,
     Capabilities,
     Run,
     WaitingRun,
 )
+from domain.templates import KubePlacement, Project, RunSettings, Template
 from handlers.sse import input_request_data
 
+Metadata = Annotated[
+    dict[
+        Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)],
+        Annotated[str, Field(max_length=MAX_METADATA_VALUE_CHARS)],
+    ],
+    Field(max_length=MAX_METADATA_ENTRIES),
+]
 # A provider, model or session id may become a command-line argument: no control characters.
 Name = Annotated[
     str, Field(min_length=1, max_length=MAX_NAME_CHARS, pattern=r"^[^\x00-\x1f\x7f]+$")
@@ -53,27 +64,37 @@ class StartRunBody(BaseModel):
     session_id: Name | None = None
     model: Name | None = None
     timeout_s: Seconds | None = None
-    priority: Priority = Field(0, description="in the queue: higher first")
+    priority: Priority | None = Field(None, description="in the queue: higher first (0)")
     queue_timeout_s: Seconds | None = Field(None, description="how long it may wait queued")
-    interactive: StrictBool = Field(
-        False, description="keep the session open; permission requests come to the API"
+    interactive: StrictBool | None = Field(
+        None, description="keep the session open; permission requests come to the API (false)"
     )
+    template: Name | None = Field(None, description="default: the project's template")
     permission_mode: Literal["default", "acceptEdits", "plan", "bypassPermissions"] | None = None
     credentials: Annotated[list[CredentialName], Field(max_length=MAX_METADATA_ENTRIES)] | None = (
         Field(
             None, description="names of the project's credentials the run requires (422 if missing)"
         )
     )
-    metadata: (
-        Annotated[
-            dict[
-                Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)],
-                Annotated[str, Field(max_length=MAX_METADATA_VALUE_CHARS)],
-            ],
-            Field(max_length=MAX_METADATA_ENTRIES),
-        ]
-        | None
-    ) = None
+    metadata: Metadata | None = None
+
+    def run_settings(self) -> RunSettings:
+        """What the request sets (None: the project's, the template's or the default)."""
+        provider = self.provider
+        return RunSettings(
+            provider=(provider,) if isinstance(provider, str) else _tuple(provider),
+            model=self.model,
+            timeout_s=self.timeout_s,
+            priority=self.priority,
+            interactive=self.interactive,
+            permission_mode=self.permission_mode,
+            metadata=self.metadata,
+            credentials=_tuple(self.credentials),
+        )
+
+
+def _tuple(items: list[str] | None) -> tuple[str, ...] | None:
+    return tuple(items) if items else None  # an empty list sets nothing
 
 
 class ClaudeRunBody(StartRunBody):
@@ -257,3 +278,106 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     error: ErrorDetail
+
+
+ToolName = Annotated[
+    str, Field(min_length=1, max_length=MAX_NAME_CHARS, pattern=r"^[^,\x00-\x1f]+$")
+]
+Tools = Annotated[list[ToolName], Field(max_length=256)]
+
+
+class KubeBody(BaseModel):
+    """Which pod runs the project's agent (the deployment's settings where unset)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    namespace: Name | None = None
+    pod: Name | None = Field(None, description="`{project}` is the project id")
+    selector: Name | None = Field(None, description="a label selector; `{project}` as above")
+    container: Name | None = None
+
+
+class TemplateBody(BaseModel):
+    """A template, or a project's overrides: every field optional; unknown fields are 422."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: Name | Annotated[list[Name], Field(min_length=1, max_length=MAX_CHAIN)] | None = None
+    model: Name | None = None
+    append_system_prompt: str | None = Field(None, max_length=MAX_SYSTEM_PROMPT_BYTES)
+    allowed_tools: Tools | None = None
+    disallowed_tools: Tools | None = None
+    permission_mode: Literal["default", "acceptEdits", "plan", "bypassPermissions"] | None = None
+    interactive: StrictBool | None = None
+    max_turns: Annotated[int, Field(ge=1, le=MAX_TURNS, strict=True)] | None = None
+    timeout_s: Seconds | None = None
+    max_budget_usd: Annotated[float, Field(gt=0, le=MAX_BUDGET_USD)] | None = None
+    mcp_servers: dict[str, Any] | None = Field(
+        None, description='Claude Code\'s --mcp-config object: {"mcpServers": {...}}'
+    )
+    priority: Priority | None = None
+    metadata: Metadata | None = None
+    credentials: Annotated[list[CredentialName], Field(max_length=MAX_METADATA_ENTRIES)] | None = (
+        None
+    )
+    kube: KubeBody | None = None
+
+    def run_settings(self) -> RunSettings:
+        provider = self.provider
+        kube = self.kube
+        return RunSettings(
+            provider=(provider,) if isinstance(provider, str) else _tuple(provider),
+            model=self.model,
+            append_system_prompt=self.append_system_prompt,
+            allowed_tools=_tuple(self.allowed_tools),
+            disallowed_tools=_tuple(self.disallowed_tools),
+            permission_mode=self.permission_mode,
+            interactive=self.interactive,
+            max_turns=self.max_turns,
+            timeout_s=self.timeout_s,
+            max_budget_usd=self.max_budget_usd,
+            mcp_servers=self.mcp_servers,
+            priority=self.priority,
+            metadata=self.metadata,
+            credentials=_tuple(self.credentials),
+            kube=KubePlacement(**kube.model_dump()) if kube else None,
+        )
+
+
+class ProjectBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    template: Name | None = None
+    overrides: TemplateBody = Field(default_factory=TemplateBody)
+
+
+class TemplateInfo(BaseModel):
+    name: str
+    source: str = Field(description='"api", or the file it was read from (read-only)')
+    updated_at: datetime
+    settings: dict[str, Any]
+
+    @classmethod
+    def from_domain(cls, template: Template) -> TemplateInfo:
+        return cls(
+            name=template.name,
+            source=template.source,
+            updated_at=template.updated_at,
+            settings=template.settings.as_record(),
+        )
+
+
+class ProjectInfo(BaseModel):
+    project_id: str
+    template: str | None
+    overrides: dict[str, Any]
+    updated_at: datetime
+
+    @classmethod
+    def from_domain(cls, project: Project) -> ProjectInfo:
+        return cls(
+            project_id=project.project_id,
+            template=project.template,
+            overrides=project.overrides.as_record(),
+            updated_at=project.updated_at,
+        )

@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     # id:base64(32 bytes),...: the first seals credentials, all open them. Default: a key of
     # this process with the memory backend; none (credentials refused) with the others.
     credential_keys: str | None = Field(None, repr=False)
+    templates_dir: Path | None = None  # *.yaml: read-only templates (GitOps), name = file stem
     kube_context: str | None = None
     kube_namespace: str = "default"
     kube_pod: str = "{project}-agent-0"

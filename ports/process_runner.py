@@ -3,6 +3,8 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Literal, Protocol
 
+from domain.templates import KubePlacement
+
 Channel = Literal["stdout", "stderr"]
 
 
@@ -34,8 +36,11 @@ class ProcessRunner(Protocol):
     """Starts agent processes: argv only (never a shell), in the project's working directory,
     with exactly the given environment plus `secret_env`, `stdin` written to the process and
     then closed (unless `keep_stdin_open`). `secret_env` never shows in an argv, a request
-    URL or a log (a runner may forward `env` that way). Raises AgentStartFailed if the
-    program cannot be started (not found, no pod) or the runner cannot keep stdin open."""
+    URL or a log (a runner may forward `env` that way). `files` (relative path -> content)
+    are written into the working directory first, never through an argv either.
+    `placement` says which pod, for a runner of pods (others ignore it). Raises
+    AgentStartFailed if the program cannot be started (not found, no pod) or the runner
+    cannot keep stdin open."""
 
     async def start(
         self,
@@ -45,6 +50,8 @@ class ProcessRunner(Protocol):
         stdin: bytes = b"",
         keep_stdin_open: bool = False,
         secret_env: Mapping[str, str] | None = None,
+        files: Mapping[str, bytes] | None = None,
+        placement: KubePlacement | None = None,
     ) -> AgentProcess: ...
 
     def check(self, program: str) -> str | None:

@@ -82,6 +82,9 @@ class AnthropicAgent:
         self, run_id: str, request: AgentRequest, secret_env: Mapping[str, str]
     ) -> AnthropicRun:
         """`secret_env` is not used: nothing runs but the API call."""
+        refused = request.options_besides(set())  # its system prompt is the deployment's
+        if refused:
+            raise AgentStartFailed(f"the Messages API provider does not take {', '.join(refused)}")
         session = await self._session(request)
         model = request.model or self._settings.model
         try:

@@ -52,7 +52,8 @@ class ClaudeCodeAgent:
         self._env = dict(env)
         self._permission_mode = permission_mode
 
-    def build_argv(self, request: AgentRequest) -> list[str]:
+    def build_argv(self, request: AgentRequest, mcp_config: str | None = None) -> list[str]:
+        """`mcp_config`: the path (in the working directory) of the request's MCP servers."""
         # The prompt goes on stdin, not in argv: Linux caps one argument at 128 KiB, and a
         # prompt in argv shows in `ps` and, for pods, in the exec URL and audit logs.
         argv = [*self._command, "-p", "--output-format", "stream-json"]
@@ -64,6 +65,20 @@ class ClaudeCodeAgent:
             argv += ["--resume", request.session_id]
         if request.model:
             argv += ["--model", request.model]
+        if request.append_system_prompt is not None:
+            argv += ["--append-system-prompt", request.append_system_prompt]
+        # One comma-separated argument each: the options take several values, and a list
+        # of arguments would swallow what follows.
+        if request.allowed_tools:
+            argv += ["--allowedTools", ",".join(request.allowed_tools)]
+        if request.disallowed_tools:
+            argv += ["--disallowedTools", ",".join(request.disallowed_tools)]
+        if request.max_turns is not None:
+            argv += ["--max-turns", str(request.max_turns)]
+        if request.max_budget_usd is not None:
+            argv += ["--max-budget-usd", f"{request.max_budget_usd:g}"]
+        if mcp_config is not None:
+            argv += ["--mcp-config", mcp_config]
         return argv
 
     def permission_mode(self, request: AgentRequest) -> str:
@@ -88,15 +103,21 @@ class ClaudeCodeAgent:
             # The CLI refuses this mode as root unless IS_SANDBOX is exactly "1"; choosing
             # the mode is the operator's statement that the pod is the sandbox.
             env["IS_SANDBOX"] = "1"
-        argv = self.build_argv(request)
+        # MCP server configurations may hold tokens: a file in the workspace, not argv.
+        files, mcp_config = {}, None
+        if request.mcp_servers is not None:
+            mcp_config = f".agent-gateway/mcp-{run_id}.json"
+            files[mcp_config] = dumps(dict(request.mcp_servers))
+        argv = self.build_argv(request, mcp_config)
+        options = {"secret_env": secret_env, "files": files, "placement": request.kube}
         if not request.interactive:
             process = await self._runner.start(
-                request.project_id, argv, env, request.prompt.encode(), secret_env=secret_env
+                request.project_id, argv, env, request.prompt.encode(), **options
             )
             return ClaudeCodeRun(process, interactive=False)
         first_turn = user_line(UserMessage(request.prompt))
         process = await self._runner.start(
-            request.project_id, argv, env, first_turn, keep_stdin_open=True, secret_env=secret_env
+            request.project_id, argv, env, first_turn, keep_stdin_open=True, **options
         )
         return ClaudeCodeRun(process, interactive=True)
 

@@ -12,6 +12,7 @@ import contextvars
 import secrets
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from kubernetes import client
 
@@ -19,17 +20,19 @@ from adapters.kubernetes.exec_transport import ExecFailed, Target
 from adapters.kubernetes.pods import PodLocator, find_pod
 from adapters.kubernetes.process import TAG_VARIABLE, ExecProcess
 from domain.errors import AgentStartFailed
+from domain.templates import KubePlacement
 
 # Variables the runner forwards into the pod as `env` arguments, which end up in the exec
 # request (its URL, which API servers log) and in `ps`: nothing secret.
 FORWARDED = ("IS_SANDBOX",)
 OPEN_TIMEOUT_S = 30.0
 
-# Secret variables travel on the exec's stdin, ahead of the agent's own input: a count line,
-# then one `NAME=base64(value)` line each. This launcher (argv: sh -c LAUNCHER name argv...)
-# reads exactly those lines (a shell reads a pipe byte by byte, so the rest stays for the
-# agent), exports them and execs the agent. Builtins only, but `base64 -d`, which gets the
-# value on its stdin: no value is ever in an argv.
+# Secret variables and files travel on the exec's stdin, ahead of the agent's own input: a
+# count line, then one `NAME=base64(value)` line each; again for files, `path=base64(content)`.
+# This launcher (argv: sh -c LAUNCHER name argv...) reads exactly those lines (a shell reads
+# a pipe byte by byte, so the rest stays for the agent), exports the variables, writes the
+# files and execs the agent. Builtins only, but `base64 -d`, which gets a value on its
+# stdin, and `mkdir -p` of a file's folder: no value is ever in an argv.
 LAUNCHER = r"""
 IFS= read -r count || exit 125
 i=0
@@ -39,14 +42,24 @@ while [ "$i" -lt "$count" ]; do
   export "${line%%=*}=$value"
   i=$((i + 1))
 done
-unset count i line value
+IFS= read -r count || exit 125
+i=0
+while [ "$i" -lt "$count" ]; do
+  IFS= read -r line || exit 125
+  path=${line%%=*}
+  mkdir -p "${path%/*}" && printf '%s\n' "${line#*=}" | base64 -d > "$path" || exit 125
+  i=$((i + 1))
+done
+unset count i line value path
 exec "$@"
 """
 
 
-def framed_secrets(secret_env: Mapping[str, str]) -> bytes:
+def framed(secret_env: Mapping[str, str], files: Mapping[str, bytes]) -> bytes:
     lines = [f"{len(secret_env)}"]
     lines += [f"{name}={base64.b64encode(v.encode()).decode()}" for name, v in secret_env.items()]
+    lines.append(f"{len(files)}")
+    lines += [f"{path}={base64.b64encode(data).decode()}" for path, data in files.items()]
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -84,23 +97,34 @@ class KubernetesExecRunner:
         stdin: bytes = b"",
         keep_stdin_open: bool = False,
         secret_env: Mapping[str, str] | None = None,
+        files: Mapping[str, bytes] | None = None,
+        placement: KubePlacement | None = None,
     ) -> ExecProcess:
         if len(self._running) >= self._max_pumps:
             raise AgentStartFailed(
                 f"{self._max_pumps} execs are running: no thread left to pump one"
             )
         loop = asyncio.get_running_loop()
+        locator = self._locator
+        if placement is not None:  # the project's template or overrides pick its pod
+            chosen = {
+                "namespace": placement.namespace,
+                "pod_template": placement.pod,
+                "selector_template": placement.selector,
+                "container": placement.container,
+            }
+            locator = replace(locator, **{k: v for k, v in chosen.items() if v is not None})
         pod, container = await loop.run_in_executor(
-            self._calls, find_pod, self._configuration, self._locator, project_id
+            self._calls, find_pod, self._configuration, locator, project_id
         )
         tag = secrets.token_hex(16)
         forwarded = [f"{k}={env[k]}" for k in FORWARDED if k in env]
         command = ["env", f"{TAG_VARIABLE}={tag}", *forwarded]
-        if secret_env:
+        if secret_env or files:
             command += ["sh", "-c", LAUNCHER, "agent-gateway-launcher"]
-            stdin = framed_secrets(secret_env) + stdin
+            stdin = framed(secret_env or {}, files or {}) + stdin
         command += argv
-        target = Target(self._configuration, self._locator.namespace, pod, container)
+        target = Target(self._configuration, locator.namespace, pod, container)
         try:
             connection = await asyncio.wait_for(
                 loop.run_in_executor(

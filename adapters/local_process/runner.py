@@ -15,6 +15,7 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 
 from domain.errors import AgentStartFailed
+from domain.templates import KubePlacement
 from ports.process_runner import Channel
 
 log = logging.getLogger(__name__)
@@ -57,9 +58,15 @@ class LocalProcessRunner:
         stdin: bytes = b"",
         keep_stdin_open: bool = False,
         secret_env: Mapping[str, str] | None = None,
+        files: Mapping[str, bytes] | None = None,
+        placement: KubePlacement | None = None,
     ) -> LocalProcess:
         cwd = self._workspace_root / project_id
         cwd.mkdir(parents=True, exist_ok=True)
+        for relative, content in (files or {}).items():
+            path = cwd / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
         tag = secrets.token_hex(16)
         try:
             popen = subprocess.Popen(  # noqa: ASYNC220 (fork+exec only; a pidfd watches exit)

@@ -1,3 +1,4 @@
+from adapters.memory.catalog import MemoryCatalog
 from adapters.memory.credential_store import MemoryCredentialStore
 from adapters.memory.event_hub import MemoryEventHub
 from adapters.memory.run_control import LocalRunControl
@@ -6,6 +7,7 @@ from adapters.memory.run_store import MemoryRunStore
 
 __all__ = [
     "LocalRunControl",
+    "MemoryCatalog",
     "MemoryCredentialStore",
     "MemoryEventHub",
     "MemoryRunQueue",

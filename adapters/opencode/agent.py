@@ -186,6 +186,9 @@ class OpenCodeAgent:
         self, run_id: str, request: AgentRequest, secret_env: Mapping[str, str]
     ) -> OpenCodeRun:
         """`secret_env` is not used: the server's processes are its own."""
+        refused = request.options_besides({"append_system_prompt"})
+        if refused:
+            raise AgentStartFailed(f"opencode does not take {', '.join(refused)}")
         settings = self._settings
         base_url = settings.url_template.format(project=request.project_id)
         timeout = httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s)
@@ -199,6 +202,8 @@ class OpenCodeAgent:
             options["model"] = {"providerID": provider_id, "modelID": model_id}
         if mode == "plan":
             options["agent"] = "plan"
+        if request.append_system_prompt is not None:
+            options["system"] = request.append_system_prompt
         try:
             rules = SESSION_RULES[mode] if mode else None
             session_id = await self._session(client, run_id, request, rules)

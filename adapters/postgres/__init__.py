@@ -1,3 +1,4 @@
+from adapters.postgres.catalog import PostgresCatalog
 from adapters.postgres.credential_store import PostgresCredentialStore
 from adapters.postgres.database import PostgresBackend
 from adapters.postgres.event_archive import PostgresEventArchive
@@ -8,6 +9,7 @@ from adapters.postgres.run_store import PostgresRunStore
 
 __all__ = [
     "PostgresBackend",
+    "PostgresCatalog",
     "PostgresCredentialStore",
     "PostgresEventArchive",
     "PostgresEventHub",

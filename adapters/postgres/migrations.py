@@ -116,6 +116,20 @@ CREATE TABLE credentials (
 );
 """,
     ),
+    (
+        5,
+        "templates and projects",
+        """
+CREATE TABLE templates (
+    name    text PRIMARY KEY,
+    record  bytea NOT NULL
+);
+CREATE TABLE projects (
+    project_id  text PRIMARY KEY,
+    record      bytea NOT NULL
+);
+""",
+    ),
 ]
 
 

@@ -1,5 +1,6 @@
 import redis.asyncio as redis
 
+from adapters.redis_store.catalog import RedisCatalog
 from adapters.redis_store.credential_store import RedisCredentialStore
 from adapters.redis_store.event_hub import RedisEventHub
 from adapters.redis_store.run_control import RedisRunControl
@@ -7,11 +8,13 @@ from adapters.redis_store.run_queue import RedisRunQueue
 from adapters.redis_store.run_store import RedisRunStore
 
 __all__ = [
+    "RedisCatalog",
     "RedisCredentialStore",
     "RedisEventHub",
     "RedisRunControl",
     "RedisRunQueue",
     "RedisRunStore",
+    "open_catalog",
     "open_credential_store",
     "open_redis",
 ]
@@ -34,3 +37,8 @@ def open_redis(
 def open_credential_store(url: str) -> RedisCredentialStore:
     """Credentials on a small client of their own: they are read once per run start."""
     return RedisCredentialStore(redis.Redis.from_url(url, max_connections=8))
+
+
+def open_catalog(url: str) -> RedisCatalog:
+    """Templates and projects on a small client of their own: read once per run start."""
+    return RedisCatalog(redis.Redis.from_url(url, max_connections=8))

@@ -162,6 +162,8 @@ class RunLifecycle:
                 outcome=Outcome(session_id=request.session_id),
                 metadata=request.metadata,
                 credentials=started.credentials.names,
+                template=request.template,
+                settings=request.settings,
             )
             return await self.launch(run, started, request)
 

@@ -80,6 +80,8 @@ class RunQueueing:
             created_at=now,
             outcome=Outcome(session_id=request.session_id),
             metadata=request.metadata,
+            template=request.template,
+            settings=request.settings,
         )
         deadline = None
         if request.queue_timeout_s is not None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from domain.clock import SystemClock
 from domain.credentials import Credentials
-from domain.errors import InputNotAccepted, RunNotFound
+from domain.errors import InputNotAccepted, InvalidRequest, RunNotFound
 from domain.logcontext import bind_run, working_for
 from domain.model import (
     AgentInput,
@@ -34,6 +34,7 @@ from domain.runs.readiness import unreachable_backends
 from domain.runs.stopping import RunStopper
 from domain.runs.subscribers import Subscribers
 from domain.stats import GatewayStats
+from domain.templates import RunSettings, TemplateCatalog
 from ports.clock import Clock
 from ports.event_hub import EventHub
 from ports.run_control import RunControl
@@ -73,12 +74,15 @@ class RunService:
         clock: Clock | None = None,
         new_id: Callable[[], str] = new_secret_id,
         credentials: Credentials | None = None,
+        catalog: TemplateCatalog | None = None,
     ) -> None:
-        """`credentials`: the projects' credentials, given to their runs (None: none)."""
+        """`credentials`: the projects' credentials, given to their runs (None: none).
+        `catalog`: the templates and projects that `start_for` resolves with."""
         clock = clock or SystemClock()
         limits = limits or RunLimits()
         self.stats = GatewayStats()
         self.values_in_use = ValuesInUse()  # for the log lines: handlers/logs.py
+        self._catalog = catalog
         self._storage = storage
         self._new_id = new_id
         self._active = ActiveRuns()
@@ -142,6 +146,48 @@ class RunService:
         if await self._queueing.should_queue(request.project_id):
             return await self._queueing.enqueue(request, self._new_id(), self._new_id())
         return await self._lifecycle.start(request)
+
+    async def start_for(
+        self,
+        project_id: str,
+        prompt: str,
+        given: RunSettings,
+        session_id: str | None = None,
+        queue_timeout_s: int | None = None,
+        template: str | None = None,
+    ) -> Run:
+        """A run as a caller asks for it: `given` over the project's overrides over the
+        template (`template`, or else the project's), then the deployment's defaults;
+        validated (InvalidRequest names the field), then started as `start` does."""
+        settings = given
+        if self._catalog is not None:
+            settings, template = await self._catalog.resolve(project_id, given, template)
+        elif template is not None:
+            raise InvalidRequest("template", "this gateway keeps no templates")
+        request = AgentRequest.create(
+            project_id,
+            prompt,
+            providers=settings.provider,
+            session_id=session_id,
+            model=settings.model,
+            timeout_s=settings.timeout_s,
+            metadata=settings.metadata,
+            priority=settings.priority or 0,
+            queue_timeout_s=queue_timeout_s,
+            interactive=bool(settings.interactive),
+            permission_mode=settings.permission_mode,
+            credentials=settings.credentials,
+            append_system_prompt=settings.append_system_prompt,
+            allowed_tools=settings.allowed_tools or (),
+            disallowed_tools=settings.disallowed_tools or (),
+            max_turns=settings.max_turns,
+            max_budget_usd=settings.max_budget_usd,
+            mcp_servers=settings.mcp_servers,
+            kube=settings.kube,
+            template=template,
+            settings=settings.as_record(),
+        )
+        return await self.start(request)
 
     async def cancel(self, project_id: str, run_id: str) -> Run:
         """Stops the run; returns its final record once the agent has stopped (at once if
