@@ -143,6 +143,8 @@ class RunRecord(BaseModel):
     pending_inputs: list[dict[str, Any]]
     turns: int
     credentials: list[str]
+    template: str | None
+    settings: dict[str, Any] = Field(description="what the run was started with, as set")
 
     @classmethod
     def from_domain(cls, run: Run) -> RunRecord:
@@ -167,6 +169,8 @@ class RunRecord(BaseModel):
             pending_inputs=[input_request_data(event) for event in run.pending_inputs],
             turns=run.turns,
             credentials=list(run.credentials),
+            template=run.template,
+            settings=dict(run.settings),
         )
 
 
