@@ -36,7 +36,14 @@ def test_manifests_render_and_validate_against_the_schemas(overlay):
 
 
 def by_kind(documents: list[dict]) -> dict[str, dict]:
-    return {doc["kind"]: doc for doc in documents}
+    return {doc["kind"]: doc for doc in documents if doc["kind"] != "ConfigMap"}
+
+
+def settings_of(documents: list[dict]) -> dict[str, str]:
+    maps = [d for d in documents if d["kind"] == "ConfigMap"]
+    return next(d for d in maps if d["metadata"]["name"].startswith("agent-gateway-settings"))[
+        "data"
+    ]
 
 
 def test_the_role_grants_exactly_pod_lookup_and_exec():
@@ -58,10 +65,14 @@ def test_the_deployment_probes_runs_as_non_root_and_uses_its_service_account():
     binding = documents["RoleBinding"]
     assert binding["roleRef"]["name"] == documents["Role"]["metadata"]["name"]
     assert binding["subjects"][0]["name"] == documents["ServiceAccount"]["metadata"]["name"]
-    settings = documents["ConfigMap"]["data"]
+    settings = settings_of(render("base"))
     assert settings["AGENT_GATEWAY_RUNNER"] == "kubernetes"
     secret_volume = pod["volumes"][0]["secret"]["secretName"]
     assert secret_volume == "agent-gateway-api-keys"
+    templates = next(v for v in pod["volumes"] if v["name"] == "templates")["configMap"]["name"]
+    assert templates.startswith("agent-gateway-templates")  # kustomize adds a hash
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["templates"] == settings["AGENT_GATEWAY_TEMPLATES_DIR"]
     env = {e["name"]: e.get("valueFrom", {}) for e in container["env"]}
     ring = env["AGENT_GATEWAY_CREDENTIAL_KEYS"]["secretKeyRef"]  # never a literal value
     assert ring["name"] == "agent-gateway-credential-keys" and ring["optional"] is True
@@ -80,7 +91,7 @@ def test_the_redis_overlay_runs_two_replicas_on_redis():
         if d["kind"] == "Deployment" and d["metadata"]["name"] == "agent-gateway"
     )
     assert gateway["spec"]["replicas"] == 2
-    settings = next(d for d in documents if d["kind"] == "ConfigMap")["data"]
+    settings = settings_of(documents)
     assert settings["AGENT_GATEWAY_EVENT_BACKEND"] == "redis"
     service = next(
         d
@@ -101,6 +112,6 @@ def test_the_postgres_overlay_takes_the_database_url_from_a_secret():
     reference = env["AGENT_GATEWAY_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
     assert reference == {"name": "agent-gateway-database", "key": "url"}
     assert "AGENT_GATEWAY_STREAM_TOKEN_SECRET" in env  # the base's env is kept
-    settings = next(d for d in documents if d["kind"] == "ConfigMap")["data"]
+    settings = settings_of(documents)
     assert settings["AGENT_GATEWAY_EVENT_BACKEND"] == "redis"  # live fan-out across replicas
     assert not any("DATABASE_URL" in key for key in settings)  # never in a ConfigMap

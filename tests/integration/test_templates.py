@@ -211,3 +211,22 @@ async def test_opencode_and_the_messages_api_refuse_what_they_cannot_take():
     anthropic = AnthropicAgent(AnthropicSettings(model="m", api_key="k"), MemoryRunStore())
     with pytest.raises(AgentStartFailed, match="does not take max_turns, mcp_servers"):
         await anthropic.start("r2", request, {})
+
+
+def test_the_templates_shipped_in_deploy_are_valid():
+    from handlers.bootstrap import load_template_files
+    from tests.fakes.clock import FakeClock
+
+    folder = Path(__file__).resolve().parents[2] / "deploy" / "base" / "templates"
+    templates = load_template_files(folder, FakeClock())
+    assert "reviewer" in templates and templates["reviewer"].settings.max_turns == 30
+
+
+def test_a_bad_template_file_stops_start_up_naming_the_file_and_field(tmp_path):
+    from handlers.bootstrap import load_template_files
+    from handlers.settings import SettingsError
+    from tests.fakes.clock import FakeClock
+
+    (tmp_path / "broken.yaml").write_text("kube: {colour: blue}\n")
+    with pytest.raises(SettingsError, match=r"broken\.yaml: kube\.colour"):
+        load_template_files(tmp_path, FakeClock())
