@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 
 from domain.errors import GatewayError
-from handlers.client import DEFAULT_URL, follow_command, run_command
+from handlers.client import DEFAULT_URL, ci_command, follow_command, run_command
 from handlers.settings import ENV_PREFIX, Settings, SettingsError, load_settings
 
 
@@ -33,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
         "rotate", help="re-encrypt every credential under the first key of the key ring"
     )
     _add_setting_flags(rotate)
+    commands.add_parser(
+        "ci",
+        help="a Woodpecker plugin step: PLUGIN_URL, PLUGIN_PROJECT, PLUGIN_PROMPT, "
+        "PLUGIN_PROVIDER, PLUGIN_API_KEY, PLUGIN_TEMPLATE, PLUGIN_TIMEOUT; CI_* into metadata",
+    )
     for name, help_text in (("run", "start a run and follow it"), ("follow", "follow a stream")):
         sub = commands.add_parser(name, help=help_text)
         if name == "run":
@@ -69,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     if args.command == "run":
         return run_command(args)
+    if args.command == "ci":
+        return ci_command(os.environ)
     return follow_command(args)
 
 

@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -181,17 +182,61 @@ def run_command(args: argparse.Namespace) -> int:
         body["interactive"] = True
     if args.permission_mode:
         body["permission_mode"] = args.permission_mode
-    with _client(args.url, args.api_key) as client:
+    return _start_and_follow(args.url, args.api_key, args.project, body, args.interactive)
+
+
+# What a Woodpecker step knows of its pipeline, recorded as the run's metadata.
+CI_VARIABLES = (
+    "CI_REPO",
+    "CI_COMMIT_SHA",
+    "CI_COMMIT_BRANCH",
+    "CI_PIPELINE_NUMBER",
+    "CI_PIPELINE_URL",
+)
+
+
+def ci_command(environ: Mapping[str, str]) -> int:
+    """`agent-gateway ci`: a Woodpecker plugin step. Its settings arrive as PLUGIN_*
+    variables (lists comma-separated), the pipeline's as CI_*; the run's output goes to the
+    step's log as it happens, and the step exits with the run's code."""
+    missing = [
+        f"PLUGIN_{n}" for n in ("URL", "PROJECT", "PROMPT") if not environ.get(f"PLUGIN_{n}")
+    ]
+    if missing:
+        raise SystemExit(
+            f"error: set {', '.join(missing)} (the step's settings: url, project, prompt)"
+        )
+    body: dict[str, Any] = {"prompt": environ["PLUGIN_PROMPT"]}
+    if environ.get("PLUGIN_PROVIDER"):
+        body["provider"] = [p.strip() for p in environ["PLUGIN_PROVIDER"].split(",") if p.strip()]
+    if environ.get("PLUGIN_TEMPLATE"):
+        body["template"] = environ["PLUGIN_TEMPLATE"]
+    if environ.get("PLUGIN_TIMEOUT"):
         try:
-            response = client.post(f"/projects/{args.project}/runs", json=body)
+            body["timeout_s"] = int(environ["PLUGIN_TIMEOUT"])
+        except ValueError:
+            raise SystemExit("error: PLUGIN_TIMEOUT must be a number of seconds") from None
+    metadata = {name: environ[name] for name in CI_VARIABLES if environ.get(name)}
+    if metadata:
+        body["metadata"] = metadata
+    project, key = environ["PLUGIN_PROJECT"], environ.get("PLUGIN_API_KEY") or None
+    return _start_and_follow(environ["PLUGIN_URL"], key, project, body, interactive=False)
+
+
+def _start_and_follow(
+    url: str, api_key: str | None, project: str, body: dict[str, Any], interactive: bool
+) -> int:
+    with _client(url, api_key) as client:
+        try:
+            response = client.post(f"/projects/{project}/runs", json=body)
         except httpx.TransportError as exc:
-            raise SystemExit(f"error: cannot reach the gateway at {args.url}: {exc}") from None
+            raise SystemExit(f"error: cannot reach the gateway at {url}: {exc}") from None
         if response.status_code != 202:
             raise SystemExit(_http_error(response))
         started = response.json()
         terminal = None
-        if args.interactive:
-            terminal = Terminal(client, f"/projects/{args.project}/runs/{started['run_id']}")
+        if interactive:
+            terminal = Terminal(client, f"/projects/{project}/runs/{started['run_id']}")
         follower = StreamFollower(client, started["stream_url"], terminal=terminal)
         return _exit_code(follower.follow())
 
