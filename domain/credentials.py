@@ -17,12 +17,15 @@ if TYPE_CHECKING:  # the ports name SealedCredential
     from ports.credential_store import CredentialStore
     from ports.secret_cipher import SecretCipher
 
-MAX_VALUE_BYTES = 64 * 1024
+# A PEM key is 2-4 KiB; the matcher of a value costs some 14 ms per KiB to build, once.
+MAX_VALUE_BYTES = 16 * 1024
 # Variables a credential may not set: the agent's process depends on them, and a value
-# there would be anything but secret (or would change what runs).
+# there would be anything but secret (or would change what runs). The gateway's own
+# variables (the process tag, the pod launcher's) start with AGENT_GATEWAY_.
 RESERVED_ENV = frozenset(
-    {"PATH", "HOME", "PWD", "SHELL", "USER", "LD_PRELOAD", "LD_LIBRARY_PATH", "IS_SANDBOX"}
+    {"PATH", "HOME", "PWD", "SHELL", "USER", "IFS", "LD_PRELOAD", "LD_LIBRARY_PATH", "IS_SANDBOX"}
 )
+RESERVED_PREFIX = "AGENT_GATEWAY_"
 KEYS_SETTING = "AGENT_GATEWAY_CREDENTIAL_KEYS"
 
 
@@ -54,9 +57,10 @@ class RunCredentials:
 NO_CREDENTIALS = RunCredentials({}, ())
 
 
-def context(project_id: str, name: str) -> bytes:
-    """What a ciphertext is bound to: it does not open for another project or name."""
-    return f"agent-gateway credential\0{project_id}\0{name}".encode()
+def context(project_id: str, name: str, env: str) -> bytes:
+    """What a ciphertext is bound to: it does not open for another project, name or
+    variable (whoever can write the store cannot move a value into LD_PRELOAD)."""
+    return f"agent-gateway credential\0{project_id}\0{name}\0{env}".encode()
 
 
 class Credentials:
@@ -75,8 +79,10 @@ class Credentials:
         for field, text in (("name", name), ("env", env)):
             if not CREDENTIAL_NAME.fullmatch(text):
                 raise InvalidRequest(field, "must match [A-Za-z_][A-Za-z0-9_]{0,127}")
-        if env in RESERVED_ENV:
+        if env in RESERVED_ENV or env.startswith(RESERVED_PREFIX):
             raise InvalidRequest("env", f"{env} is reserved for the agent's process")
+        if "\0" in value:
+            raise InvalidRequest("value", "must not contain NUL (no environment variable can)")
         if len(value) < MIN_VALUE_LENGTH:
             raise InvalidRequest(
                 "value", f"at least {MIN_VALUE_LENGTH} characters (shorter ones cannot be redacted)"
@@ -85,7 +91,7 @@ class Credentials:
         if len(plaintext) > MAX_VALUE_BYTES:
             raise InvalidRequest("value", f"at most {MAX_VALUE_BYTES} bytes")
         cipher = self._require_cipher()
-        bound = context(project_id, name)
+        bound = context(project_id, name, env)
         now = self._clock.now()
         existing = {c.name: c for c in await self._store.list_for_project(project_id)}.get(name)
         credential = SealedCredential(
@@ -120,7 +126,10 @@ class Credentials:
         if not stored:
             return NO_CREDENTIALS
         cipher = self._require_cipher()
-        env = {c.env: cipher.open(c.sealed, context(project_id, c.name)).decode() for c in stored}
+        env = {
+            c.env: cipher.open(c.sealed, context(project_id, c.name, c.env)).decode()
+            for c in stored
+        }
         return RunCredentials(env, tuple(c.name for c in stored))
 
     async def rotate(self) -> int:
@@ -130,7 +139,7 @@ class Credentials:
         for credential in await self._store.list_all():
             if cipher.key_of(credential.sealed) == cipher.primary:
                 continue
-            bound = context(credential.project_id, credential.name)
+            bound = context(credential.project_id, credential.name, credential.env)
             plaintext = cipher.open(credential.sealed, bound)
             await self._store.put(replace(credential, sealed=cipher.seal(plaintext, bound)))
             rotated += 1

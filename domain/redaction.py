@@ -1,7 +1,8 @@
 """No credential value leaves the gateway: every outgoing string has each value of the
 run's project replaced by `***`, also in the forms an agent commonly prints it in (base64 at
-any alignment, standard and URL-safe; percent-encoded), and also when a value is split
-across consecutive text deltas (`TextStream` holds back what could be the start of one).
+any alignment, standard and URL-safe; percent-encoded; escaped in JSON or a repr), and also
+when a value is split across consecutive text deltas (`TextStream` holds back what could be
+the start of one; a stderr or status line in between does not end it).
 
 One regular expression per run matches every form: the forms are merged into a trie first,
 so a scan costs one pass over the text whatever the number of values (measured in
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -38,6 +40,9 @@ def forms_of(value: str) -> set[str]:
     bytes alone."""
     raw = value.encode()
     forms = {value, quote(value, safe=""), quote_plus(value)}
+    # As a JSON string or a Python repr shows it (quotes, backslashes, newlines escaped).
+    forms |= {json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+    forms |= {repr(value)[1:-1]}
     for offset in range(3):
         encoded = base64.b64encode(b"\0" * offset + raw).decode()
         start, end = -(-offset * 8 // 6), (offset + len(raw)) * 8 // 6
@@ -46,13 +51,12 @@ def forms_of(value: str) -> set[str]:
     return {form for form in forms if len(form) >= _MIN_FORM_LENGTH}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # compared and hashed by identity
 class _Forms:
     """The compiled matchers of a set of values, shared by the runs that have them."""
 
     whole: re.Pattern[str]  # any form
-    prefixes: frozenset[str]  # every proper prefix of a form: what a stream holds back
-    firsts: frozenset[str]  # the first characters of the forms
+    by_first: Mapping[str, tuple[str, ...]]  # the forms by their first character
     longest: int
 
 
@@ -66,13 +70,27 @@ def _trie(words: Iterable[str]) -> dict[str, Any]:
     return trie
 
 
-def _any_word(node: dict[str, Any]) -> str:
-    """A pattern of the words below `node`, longest first, one branch per next character."""
-    branches = [re.escape(char) + _any_word(child) for char, child in node.items() if char]
-    if not branches:
-        return ""
-    body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
-    return f"(?:{body})?" if "" in node else body  # a word may end here
+def _any_word(root: dict[str, Any]) -> str:
+    """A pattern of the words of the trie, longest first, one branch per next character.
+    Built children first with a stack of its own: a value may be thousands of characters,
+    deeper than Python's recursion goes."""
+    patterns: dict[int, str] = {}
+    stack: list[tuple[dict[str, Any], bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if not children_done:
+            stack.append((node, True))
+            stack.extend((child, False) for char, child in node.items() if char)
+            continue
+        branches = [
+            re.escape(char) + patterns.pop(id(child)) for char, child in node.items() if char
+        ]
+        if not branches:
+            patterns[id(node)] = ""
+            continue
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        patterns[id(node)] = f"(?:{body})?" if "" in node else body  # a word may end here
+    return patterns[id(root)]
 
 
 @functools.lru_cache(maxsize=256)
@@ -81,10 +99,12 @@ def _compiled(values: frozenset[str]) -> _Forms | None:
     forms = {form for value in values if value for form in forms_of(value)}
     if not forms:
         return None
-    prefixes = frozenset(form[:n] for form in forms for n in range(1, len(form)))
-    firsts = frozenset(form[0] for form in forms)
+    by_first: dict[str, list[str]] = {}
+    for form in forms:
+        by_first.setdefault(form[0], []).append(form)
     longest = max(len(form) for form in forms)
-    return _Forms(re.compile(_any_word(_trie(forms))), prefixes, firsts, longest)
+    starts = {first: tuple(group) for first, group in by_first.items()}
+    return _Forms(re.compile(_any_word(_trie(forms))), starts, longest)
 
 
 class Redactor:
@@ -103,6 +123,12 @@ class Redactor:
     def key(self) -> object:
         """The same for redactors of the same values."""
         return self._forms
+
+    def copy(self) -> Redactor:
+        """A redactor of the same values with a count of its own."""
+        twin = Redactor(())
+        twin._forms = self._forms
+        return twin
 
     def text(self, text: str) -> str:
         if self._forms is None or not text:
@@ -130,10 +156,13 @@ class Redactor:
         """Where the longest suffix of text[start:] that could begin a form starts."""
         forms = self._forms
         assert forms is not None
-        firsts, prefixes = forms.firsts, forms.prefixes
+        by_first = forms.by_first
         for index in range(max(start, len(text) - forms.longest + 1), len(text)):
-            if text[index] in firsts and text[index:] in prefixes:
-                return index
+            candidates = by_first.get(text[index])
+            if candidates is not None:
+                tail = text[index:]
+                if any(form.startswith(tail) for form in candidates):
+                    return index
         return len(text)
 
     def _split(self, text: str) -> tuple[str, str]:
@@ -191,7 +220,7 @@ class EventRedaction:
         if not redactor.active:
             return [event]
         if isinstance(event, OutputEvent) and event.type in _STREAMED and not event.raw:
-            out: list[AgentEvent] = [*self.flush(keep=event.type)] if len(self._streams) > 1 else []
+            out: list[AgentEvent] = []
             stream = self._streams.get(event.type)
             if stream is None:
                 stream = self._streams[event.type] = redactor.stream()
@@ -201,16 +230,18 @@ class EventRedaction:
             elif content:
                 out.append(replace(event, content=content, fields=redactor.value(event.fields)))
             return out
+        if isinstance(event, OutputEvent) and event.type in _BESIDE_THE_TEXT:
+            return [self._whole(event)]  # a value may go on in the next delta: still held
         return [*self.flush(), self._whole(event)]
 
-    def flush(self, keep: OutputType | None = None) -> list[OutputEvent]:
-        """What the streams hold back, as deltas of their own (but `keep`'s)."""
+    def flush(self) -> list[OutputEvent]:
+        """What the streams hold back, as deltas of their own: at the end of a block of
+        text (a tool call, a result, the turn's or the run's end)."""
         out: list[OutputEvent] = []
         for output_type, stream in self._streams.items():
-            if output_type is not keep:
-                held = stream.flush()
-                if held:
-                    out.append(OutputEvent(output_type, held))
+            held = stream.flush()
+            if held:
+                out.append(OutputEvent(output_type, held))
         return out
 
     def _whole(self, event: AgentEvent) -> AgentEvent:
@@ -241,6 +272,8 @@ class EventRedaction:
 
 
 _STREAMED = (OutputType.TEXT, OutputType.THINKING)
+# What may come between two deltas of one text (another channel, the CLI's status lines).
+_BESIDE_THE_TEXT = (OutputType.STDERR, OutputType.SYSTEM)
 
 
 class ValuesInUse:
@@ -256,8 +289,8 @@ class ValuesInUse:
     def add(self, redactor: Redactor) -> None:
         if redactor.active:
             key = redactor.key
-            _, runs = self._in_use.get(key, (redactor, 0))
-            self._in_use[key] = (redactor, runs + 1)
+            held, runs = self._in_use.get(key, (redactor.copy(), 0))  # counts of its own
+            self._in_use[key] = (held, runs + 1)
             self._redactors = tuple(r for r, _ in self._in_use.values())
 
     def remove(self, redactor: Redactor) -> None:

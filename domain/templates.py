@@ -65,7 +65,7 @@ class RunSettings:
         return RunSettings(**merged)
 
     def as_record(self) -> dict[str, Any]:
-        """What is set, as plain JSON values (the run record shows it)."""
+        """What is set, as plain JSON values (templates and projects show it)."""
         record: dict[str, Any] = {}
         for item in fields(self):
             value = getattr(self, item.name)
@@ -79,6 +79,15 @@ class RunSettings:
             elif isinstance(value, Mapping):
                 value = dict(value)
             record[item.name] = value
+        return record
+
+    def summary(self) -> dict[str, Any]:
+        """What a run record shows it ran with: the MCP servers by name only (their
+        configuration may hold tokens)."""
+        record = self.as_record()
+        if self.mcp_servers is not None:
+            servers = self.mcp_servers.get("mcpServers")
+            record["mcp_servers"] = sorted(servers) if isinstance(servers, Mapping) else []
         return record
 
     @classmethod

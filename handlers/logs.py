@@ -25,8 +25,9 @@ class RunContextFilter(logging.Filter):
 
 
 class RedactingFormatter(logging.Formatter):
-    """The whole line as `inner` formats it (exception included), with every credential
-    value of the runs under way replaced."""
+    """Every credential value of the runs under way replaced in the message and the
+    exception before `inner` formats them (JSON would escape a value's quotes and newlines
+    past recognition), and in the whole line after."""
 
     def __init__(self, inner: logging.Formatter, redact: Callable[[str], str]) -> None:
         super().__init__()
@@ -34,7 +35,12 @@ class RedactingFormatter(logging.Formatter):
         self._redact = redact
 
     def format(self, record: logging.LogRecord) -> str:
-        return self._redact(self._inner.format(record))
+        redacted = logging.makeLogRecord(record.__dict__)
+        redacted.msg, redacted.args = self._redact(record.getMessage()), None
+        if record.exc_info:
+            redacted.exc_text = self._redact(self._inner.formatException(record.exc_info))
+            redacted.exc_info = None
+        return self._redact(self._inner.format(redacted))
 
 
 class JsonFormatter(logging.Formatter):
@@ -49,6 +55,8 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:  # formatted (and redacted) already
+            line["exception"] = record.exc_text
         return json.dumps(line, ensure_ascii=False)
 
 

@@ -203,7 +203,7 @@ class CredentialBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    value: str = Field(min_length=8, max_length=64 * 1024)
+    value: str = Field(min_length=8, max_length=16 * 1024)
     env: CredentialName | None = Field(None, description="default: the credential's name")
 
 

@@ -27,6 +27,9 @@ class AesGcmKeyRing:
     def __init__(self, keys: list[tuple[str, bytes]]) -> None:
         if not keys:
             raise ValueError("the key ring needs at least one key")
+        ids = [key_id for key_id, _ in keys]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"key ids must differ: {', '.join(ids)}")
         for key_id, key in keys:
             if not KEY_ID.fullmatch(key_id):
                 raise ValueError(f"key id {key_id!r}: letters, digits, '_', '.', '-' (1-32)")
@@ -34,7 +37,8 @@ class AesGcmKeyRing:
                 raise ValueError(f"key {key_id!r}: {len(key)} bytes, AES-256 needs 32")
         self._primary = keys[0][0]
         self._keys = {key_id: AESGCM(key) for key_id, key in keys}
-        # Fingerprints are keyed by a key of their own, derived from the primary.
+        # Fingerprints are keyed by a key of their own, derived from the primary: computed
+        # when a value is stored, so they compare values stored under the same primary.
         self._fingerprint_key = hmac.digest(keys[0][1], b"agent-gateway fingerprint", "sha256")
 
     @classmethod
@@ -72,6 +76,8 @@ class AesGcmKeyRing:
         if key is None:
             raise CredentialUnreadable(f"sealed with key {key_id!r}, which is not in the ring")
         body = sealed[len(key_id) + 1 :]
+        if len(body) < NONCE_BYTES + 16:  # a nonce and a tag at least
+            raise CredentialUnreadable("truncated")
         try:
             return key.decrypt(body[:NONCE_BYTES], body[NONCE_BYTES:], context)
         except InvalidTag:

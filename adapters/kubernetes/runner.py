@@ -33,24 +33,28 @@ OPEN_TIMEOUT_S = 30.0
 # a pipe byte by byte, so the rest stays for the agent), exports the variables, writes the
 # files and execs the agent. Builtins only, but `base64 -d`, which gets a value on its
 # stdin, and `mkdir -p` of a file's folder: no value is ever in an argv.
+# Its own variables start with AGENT_GATEWAY_, which no credential may (domain/credentials);
+# a value keeps its trailing newlines thanks to the `x` appended and taken off again.
 LAUNCHER = r"""
-IFS= read -r count || exit 125
-i=0
-while [ "$i" -lt "$count" ]; do
-  IFS= read -r line || exit 125
-  value=$(printf '%s\n' "${line#*=}" | base64 -d) || exit 125
-  export "${line%%=*}=$value"
-  i=$((i + 1))
+IFS= read -r AGENT_GATEWAY_N || exit 125
+AGENT_GATEWAY_I=0
+while [ "$AGENT_GATEWAY_I" -lt "$AGENT_GATEWAY_N" ]; do
+  IFS= read -r AGENT_GATEWAY_LINE || exit 125
+  AGENT_GATEWAY_VALUE=$(printf '%s\n' "${AGENT_GATEWAY_LINE#*=}" | base64 -d && echo x) \
+    || exit 125
+  export "${AGENT_GATEWAY_LINE%%=*}=${AGENT_GATEWAY_VALUE%x}"
+  AGENT_GATEWAY_I=$((AGENT_GATEWAY_I + 1))
 done
-IFS= read -r count || exit 125
-i=0
-while [ "$i" -lt "$count" ]; do
-  IFS= read -r line || exit 125
-  path=${line%%=*}
-  mkdir -p "${path%/*}" && printf '%s\n' "${line#*=}" | base64 -d > "$path" || exit 125
-  i=$((i + 1))
+IFS= read -r AGENT_GATEWAY_N || exit 125
+AGENT_GATEWAY_I=0
+while [ "$AGENT_GATEWAY_I" -lt "$AGENT_GATEWAY_N" ]; do
+  IFS= read -r AGENT_GATEWAY_LINE || exit 125
+  AGENT_GATEWAY_PATH=${AGENT_GATEWAY_LINE%%=*}
+  mkdir -p -- "${AGENT_GATEWAY_PATH%/*}" || exit 125
+  printf '%s\n' "${AGENT_GATEWAY_LINE#*=}" | base64 -d > "$AGENT_GATEWAY_PATH" || exit 125
+  AGENT_GATEWAY_I=$((AGENT_GATEWAY_I + 1))
 done
-unset count i line value path
+unset AGENT_GATEWAY_N AGENT_GATEWAY_I AGENT_GATEWAY_LINE AGENT_GATEWAY_VALUE AGENT_GATEWAY_PATH
 exec "$@"
 """
 

@@ -266,6 +266,8 @@ class RunLifecycle:
             self._stats.upstream_errors[active.provider] += 1
             failure = active.redaction.redactor.text(f"agent error: {exc}")
             try:
+                for event in active.redaction.flush():  # what was held back still goes out
+                    await publish(self._hub, self._stats, run.stream_id, event)
                 await publish(self._hub, self._stats, run.stream_id, ErrorEvent(failure))
             except Exception:  # the hub itself may be what failed
                 log.exception("run %s: cannot publish the error", run.run_id)

@@ -9,13 +9,7 @@ import logging
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from domain.errors import (
-    CredentialsUnavailable,
-    CredentialUnreadable,
-    InvalidRequest,
-    ProviderUnavailable,
-    QueueFull,
-)
+from domain.errors import CredentialUnreadable, InvalidRequest, ProviderUnavailable, QueueFull
 from domain.logcontext import bind_run, working_for
 from domain.model import AgentRequest, Outcome, QueuedRun, Run, RunStatus, StatusEvent, WaitingRun
 from domain.runs.active import ActiveRuns
@@ -171,13 +165,12 @@ class RunQueueing:
             return
         try:
             started = await self._lifecycle.start_agent(run.run_id, entry.request)
-        except (
-            ProviderUnavailable,
-            CredentialUnreadable,
-            CredentialsUnavailable,
-            InvalidRequest,  # a credential it requires was deleted while it waited
-        ) as exc:
-            await self._end(run, RunStatus.FAILED, str(exc))
+        except Exception as exc:  # it has left the queue: whatever went wrong, it ends
+            # (an unavailable provider, a credential that does not open or was deleted while
+            # it waited, a process that could not start)
+            if not isinstance(exc, ProviderUnavailable | CredentialUnreadable | InvalidRequest):
+                log.exception("run %s: cannot start its agent", run.run_id)
+            await self._end(run, RunStatus.FAILED, f"the run could not be started: {exc}")
             return
         running = replace(
             run,

@@ -185,7 +185,7 @@ class RunService:
             mcp_servers=settings.mcp_servers,
             kube=settings.kube,
             template=template,
-            settings=settings.as_record(),
+            settings=settings.summary(),
         )
         return await self.start(request)
 

@@ -95,3 +95,19 @@ async def test_without_a_key_ring_nothing_is_stored(store):
     with pytest.raises(CredentialsUnavailable, match="AGENT_GATEWAY_CREDENTIAL_KEYS"):
         await credentials.put("demo", "TOKEN", VALUE, None)
     assert await credentials.list_for_project("demo") == []
+
+
+async def test_a_ciphertext_moved_to_another_variable_or_cut_short_does_not_open(store):
+    credentials = Credentials(store, ring(OLD), FakeClock())
+    sealed = await credentials.put("demo", "TOKEN", VALUE, None)
+    await store.put(replace(sealed, env="LD_PRELOAD"))
+    with pytest.raises(CredentialUnreadable):
+        await credentials.for_run("demo")
+    await store.put(replace(sealed, sealed=sealed.sealed[:20]))
+    with pytest.raises(CredentialUnreadable, match="truncated"):
+        await credentials.for_run("demo")
+
+
+def test_a_key_ring_with_two_keys_of_one_id_is_refused():
+    with pytest.raises(ValueError, match="differ"):
+        ring(OLD, ("old", os.urandom(32)))

@@ -94,3 +94,29 @@ def test_values_split_into_any_deltas_never_go_out(before, after, cuts, which):
     out = streamed(redactor, text, [c for c in cuts if c <= len(text)])
     assert SECRET not in out and OTHER not in out
     assert out == redactor.text(text)  # the same as redacting the whole text at once
+
+
+def test_a_long_value_such_as_a_pem_key_is_masked_whole_and_split():
+    value = "-----BEGIN KEY-----\n" + "A1b2C3d4" * 500 + "\n-----END KEY-----\n"
+    redactor = Redactor([value])
+    assert redactor.text(f"key: {value} end") == f"key: {MASK} end"
+    assert streamed(redactor, f"key: {value} end", list(range(0, 5000, 7))) == f"key: {MASK} end"
+
+
+def test_a_split_value_stays_held_across_stderr_and_status_lines():
+    from domain.model import OutputEvent, OutputType
+    from domain.redaction import EventRedaction
+
+    redaction = EventRedaction(Redactor([SECRET]))
+    events = [
+        OutputEvent(OutputType.TEXT, "key: " + SECRET[:9]),
+        OutputEvent(OutputType.STDERR, "a warning"),
+        OutputEvent(OutputType.SYSTEM, "status"),
+        OutputEvent(OutputType.THINKING, "hmm"),
+        OutputEvent(OutputType.TEXT, SECRET[9:] + " done"),
+        OutputEvent(OutputType.TOOL_USE, "Bash"),
+    ]
+    out = [e for event in events for e in redaction.event(event)]
+    texts = "".join(e.content for e in out if e.type is OutputType.TEXT)
+    assert texts == f"key: {MASK} done" and SECRET[:9] not in texts
+    assert [e.type for e in out][-1] is OutputType.TOOL_USE  # held text went out before it
