@@ -71,3 +71,17 @@ def test_missing_settings_are_named():
     missing = step(url="http://127.0.0.1:9")
     assert missing.returncode != 0
     assert "PLUGIN_PROJECT, PLUGIN_PROMPT" in missing.stderr
+
+
+def test_the_example_pipeline_uses_the_settings_the_step_reads():
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2] / "deploy" / "woodpecker"
+    pipeline = yaml.safe_load((root / "example.woodpecker.yaml").read_text())
+    settings = pipeline["steps"][0]["settings"]
+    known = {"url", "project", "prompt", "provider", "api_key", "template", "timeout"}
+    assert set(settings) <= known and {"url", "project", "prompt"} <= set(settings)
+    assert settings["api_key"] == {"from_secret": "agent_gateway_key"}
+    assert 'ENTRYPOINT ["agent-gateway", "ci"]' in (root / "Dockerfile").read_text()
