@@ -14,6 +14,8 @@ from domain.model import AgentInput, QueuedRun, Run, Session, StreamEvent
 from domain.records import (
     credential_from_record,
     credential_record,
+    delivery_from_record,
+    delivery_record,
     event_from_record,
     event_record,
     input_from_record,
@@ -30,6 +32,7 @@ from domain.records import (
     template_record,
 )
 from domain.templates import Project, Template
+from domain.webhooks import Delivery
 
 
 def dumps(data: Any) -> bytes:
@@ -109,3 +112,11 @@ def encode_project(project: Project) -> bytes:
 
 def decode_project(text: str | bytes) -> Project:
     return project_from_record(_loads(text))
+
+
+def encode_delivery(delivery: Delivery) -> bytes:
+    return dumps(delivery_record(delivery))
+
+
+def decode_delivery(text: str | bytes) -> Delivery:
+    return delivery_from_record(_loads(text))

@@ -132,6 +132,14 @@ class Credentials:
         }
         return RunCredentials(env, tuple(c.name for c in stored))
 
+    async def value_of(self, project_id: str, name: str) -> str | None:
+        """One credential's value, opened (a webhook's signing secret); None if missing."""
+        for credential in await self._store.list_for_project(project_id):
+            if credential.name == name:
+                bound = context(project_id, name, credential.env)
+                return self._require_cipher().open(credential.sealed, bound).decode()
+        return None
+
     async def rotate(self) -> int:
         """Re-seals every credential not sealed with the primary key; returns how many."""
         cipher = self._require_cipher()

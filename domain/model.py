@@ -12,6 +12,7 @@ from typing import Any
 
 from domain.errors import InvalidRequest
 from domain.templates import KubePlacement
+from domain.webhooks import WebhookTarget
 
 MAX_PROMPT_BYTES = 1024 * 1024
 MAX_TIMEOUT_S = 86_400
@@ -87,6 +88,7 @@ class AgentRequest:
     max_budget_usd: float | None = None
     mcp_servers: Mapping[str, Any] | None = None
     kube: KubePlacement | None = None
+    webhooks: tuple[WebhookTarget, ...] = ()
     template: str | None = None  # the template it was resolved with
     settings: Mapping[str, Any] = field(default_factory=dict)  # what it runs with, as set
 
@@ -126,6 +128,7 @@ class AgentRequest:
         max_budget_usd: float | None = None,
         mcp_servers: Mapping[str, Any] | None = None,
         kube: KubePlacement | None = None,
+        webhooks: tuple[WebhookTarget, ...] = (),
         template: str | None = None,
         settings: Mapping[str, Any] | None = None,
     ) -> AgentRequest:
@@ -188,6 +191,7 @@ class AgentRequest:
             max_budget_usd,
             dict(mcp_servers) if mcp_servers is not None else None,
             kube,
+            tuple(webhooks),
             template,
             dict(settings or {}),
         )

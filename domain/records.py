@@ -35,6 +35,7 @@ from domain.model import (
     UserMessage,
 )
 from domain.templates import KubePlacement, Project, RunSettings, Template
+from domain.webhooks import Delivery, WebhookTarget
 
 Record = dict[str, Any]
 
@@ -182,6 +183,22 @@ def project_from_record(data: Record) -> Project:
     return Project(data["project_id"], data["template"], overrides, updated_at)
 
 
+def delivery_record(delivery: Delivery) -> Record:
+    data = asdict(delivery)
+    data["body"] = base64.b64encode(delivery.body).decode()
+    data["created_at"] = delivery.created_at.isoformat()
+    data["next_attempt_at"] = delivery.next_attempt_at.isoformat()
+    return data
+
+
+def delivery_from_record(data: Record) -> Delivery:
+    values = dict(data)
+    values["body"] = base64.b64decode(values["body"])
+    values["created_at"] = datetime.fromisoformat(values["created_at"])
+    values["next_attempt_at"] = datetime.fromisoformat(values["next_attempt_at"])
+    return Delivery(**values)
+
+
 def session_record(session: Session) -> Record:
     turns = [{"role": t.role, "content": t.content} for t in session.turns]
     return {"session_id": session.session_id, "project_id": session.project_id, "turns": turns}
@@ -241,6 +258,10 @@ def queued_from_record(data: Record) -> QueuedRun:
         request[name] = tuple(request.get(name, ()))
     if request.get("kube") is not None:
         request["kube"] = KubePlacement(**request["kube"])
+    request["webhooks"] = tuple(
+        WebhookTarget(w["url"], tuple(w["events"]), w["secret"])
+        for w in request.get("webhooks", ())
+    )
     deadline = data["deadline"]
     return QueuedRun(
         data["run_id"],

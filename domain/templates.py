@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from domain.errors import Conflict, InvalidRequest, NotFound
+from domain.webhooks import WebhookTarget, validate_target
 
 if TYPE_CHECKING:  # the ports name Template and Project
     from ports.clock import Clock
@@ -48,6 +49,7 @@ class RunSettings:
     metadata: Mapping[str, str] | None = None  # merged key by key, the nearer one wins
     credentials: tuple[str, ...] | None = None  # names the run requires; merged
     kube: KubePlacement | None = None  # merged field by field
+    webhooks: tuple[WebhookTarget, ...] | None = None  # added up
 
     def over(self, base: RunSettings) -> RunSettings:
         """These settings, with what they leave unset taken from `base`."""
@@ -59,6 +61,8 @@ class RunSettings:
             merged["metadata"] = {**base.metadata, **self.metadata}
         if self.credentials is not None and base.credentials is not None:
             merged["credentials"] = tuple(dict.fromkeys(base.credentials + self.credentials))
+        if self.webhooks is not None and base.webhooks is not None:
+            merged["webhooks"] = tuple(dict.fromkeys(base.webhooks + self.webhooks))
         if self.kube is not None and base.kube is not None:
             kube = {f.name: getattr(self.kube, f.name) for f in fields(KubePlacement)}
             merged["kube"] = replace(base.kube, **{k: v for k, v in kube.items() if v is not None})
@@ -74,6 +78,10 @@ class RunSettings:
             if isinstance(value, KubePlacement):
                 value = {f.name: getattr(value, f.name) for f in fields(KubePlacement)}
                 value = {k: v for k, v in value.items() if v is not None}
+            elif item.name == "webhooks":
+                value = [
+                    {"url": w.url, "events": list(w.events), "secret": w.secret} for w in value
+                ]
             elif isinstance(value, tuple):
                 value = list(value)
             elif isinstance(value, Mapping):
@@ -98,6 +106,10 @@ class RunSettings:
                 values[name] = tuple(values[name])
         if values.get("kube") is not None:
             values["kube"] = KubePlacement(**values["kube"])
+        if values.get("webhooks") is not None:
+            values["webhooks"] = tuple(
+                WebhookTarget(w["url"], tuple(w["events"]), w["secret"]) for w in values["webhooks"]
+            )
         return cls(**values)
 
 
@@ -130,11 +142,19 @@ class TemplateCatalog:
         projects: ProjectStore,
         clock: Clock,
         from_files: Mapping[str, Template] | None = None,
+        allow_private_webhooks: bool = False,
     ) -> None:
         self._templates = templates
         self._projects = projects
         self._clock = clock
         self._files = dict(from_files or {})
+        self._allow_private = allow_private_webhooks
+        for template in self._files.values():
+            self._check_webhooks(template.settings)
+
+    def _check_webhooks(self, settings: RunSettings) -> None:
+        for target in settings.webhooks or ():
+            validate_target(target.url, target.events, self._allow_private)
 
     async def put_template(self, name: str, settings: RunSettings) -> Template:
         validate_name("template", name)
@@ -142,6 +162,7 @@ class TemplateCatalog:
             raise Conflict(
                 f"template {name!r} comes from {self._files[name].source}: change it there"
             )
+        self._check_webhooks(settings)
         template = Template(name, settings, "api", self._clock.now())
         await self._templates.put_template(template)
         return template
@@ -176,6 +197,7 @@ class TemplateCatalog:
                 await self.get_template(template)
             except NotFound:
                 raise InvalidRequest("template", f"no template {template!r}") from None
+        self._check_webhooks(overrides)
         project = Project(project_id, template, overrides, self._clock.now())
         await self._projects.put_project(project)
         return project

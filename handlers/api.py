@@ -41,6 +41,7 @@ from handlers.schemas import (
     ClaudeRunBody,
     CredentialBody,
     CredentialInfo,
+    DeliveryInfo,
     ErrorBody,
     InputBody,
     ProjectBody,
@@ -348,6 +349,18 @@ async def put_project(
 async def get_project(project_id: ProjectId, request: Request, catalog: Catalog) -> ProjectInfo:
     authorize(request, project_id, Role.READ)
     return ProjectInfo.from_domain(await catalog.get_project(project_id))
+
+
+@router.get("/projects/{project_id}/webhooks/deliveries", response_model=list[DeliveryInfo])
+async def list_deliveries(
+    project_id: ProjectId,
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[DeliveryInfo]:
+    """The project's webhook deliveries, newest first: status, attempts, last answer."""
+    authorize(request, project_id, Role.READ)
+    deliveries = await _gateway(request).webhooks.deliveries(project_id, limit)
+    return [DeliveryInfo.from_domain(d) for d in deliveries]
 
 
 @router.get("/projects", response_model=list[ProjectInfo])

@@ -24,6 +24,7 @@ from domain.errors import InvalidRequest
 from domain.registry import ProviderRegistry
 from domain.runs import InteractionLimits, RunLimits, RunService, Storage
 from domain.templates import Template, TemplateCatalog, validate_name
+from domain.webhooks import WebhookPolicy, Webhooks
 from handlers.auth import Access, KeysFile
 from handlers.settings import ENV_PREFIX, Settings, SettingsError
 from ports.clock import Clock
@@ -36,6 +37,7 @@ from ports.run_control import RunControl
 from ports.run_queue import RunQueue
 from ports.run_store import RunStore
 from ports.template_store import TemplateStore
+from ports.webhook_outbox import WebhookOutbox
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ class Gateway:
     access: Access
     credentials: Credentials
     catalog: TemplateCatalog
+    webhooks: Webhooks
     resources: list[Resource] = field(default_factory=list)
 
 
@@ -169,7 +172,7 @@ def build_catalog(
 
         memory = MemoryCatalog()
         stores = memory, memory
-    return TemplateCatalog(*stores, clock, from_files)
+    return TemplateCatalog(*stores, clock, from_files, settings.webhook_allow_private)
 
 
 def build_catalog_stores(
@@ -187,6 +190,41 @@ def build_catalog_stores(
 
         shared = open_catalog(settings.redis_url)
         return shared, shared
+    return None
+
+
+def build_webhooks(
+    settings: Settings, outbox: WebhookOutbox | None, credentials: Credentials, clock: Clock
+) -> tuple[Webhooks, Resource]:
+    """The webhooks use case over `outbox` (None: in memory), sending over HTTP; the sender
+    is a resource (its connections close with the gateway)."""
+    from adapters.http_webhooks import HttpWebhookSender
+    from handlers.schemas import webhook_body
+
+    if outbox is None:
+        from adapters.memory import MemoryWebhookOutbox
+
+        outbox = MemoryWebhookOutbox()
+    policy = WebhookPolicy(
+        first_backoff_s=settings.webhook_first_backoff_s,
+        give_up_after_s=settings.webhook_give_up_after_s,
+        allow_private=settings.webhook_allow_private,
+    )
+    sender = HttpWebhookSender()
+    return Webhooks(outbox, sender, credentials, clock, webhook_body, policy), sender
+
+
+def build_webhook_outbox(settings: Settings, storage: Storage) -> WebhookOutbox | None:
+    """Where the settings keep webhook deliveries: the database, Redis, or memory."""
+    if settings.database_url is not None:
+        from adapters.postgres import PostgresRunStore, PostgresWebhookOutbox
+
+        assert isinstance(storage.store, PostgresRunStore)  # the database's own pool
+        return PostgresWebhookOutbox(storage.store.pool)
+    if settings.event_backend == "redis":
+        from adapters.redis_store import open_webhook_outbox
+
+        return open_webhook_outbox(settings.redis_url)
     return None
 
 
@@ -331,11 +369,12 @@ def build_gateway(
     and `clock` replace what the settings would pick."""
     clock = clock or SystemClock()
     resources: list[Resource] = []
-    credential_store, catalog_stores = None, None
+    credential_store, catalog_stores, outbox = None, None, None
     if storage is None:
         storage, resources = build_storage(settings, clock)
         credential_store = build_credential_store(settings, storage)
         catalog_stores = build_catalog_stores(settings, storage)
+        outbox = build_webhook_outbox(settings, storage)
     catalog = build_catalog(settings, catalog_stores, clock)
     if agents is None:
         agents = {
@@ -356,6 +395,8 @@ def build_gateway(
     )
     interaction = InteractionLimits(settings.idle_timeout_s, settings.input_timeout_s)
     credentials = build_credentials(settings, credential_store, clock)
+    webhooks, sender = build_webhooks(settings, outbox, credentials, clock)
+    resources.append(sender)
     service = RunService(
         registry,
         storage,
@@ -365,6 +406,7 @@ def build_gateway(
         clock=clock,
         credentials=credentials,
         catalog=catalog,
+        webhooks=webhooks,
     )
     access = build_access(settings, clock)
-    return Gateway(settings, registry, service, access, credentials, catalog, resources)
+    return Gateway(settings, registry, service, access, credentials, catalog, webhooks, resources)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -24,6 +25,7 @@ from domain.model import (
     WaitingRun,
 )
 from domain.templates import KubePlacement, Project, RunSettings, Template
+from domain.webhooks import Delivery, WebhookTarget
 from handlers.sse import input_request_data
 
 Metadata = Annotated[
@@ -301,6 +303,17 @@ class KubeBody(BaseModel):
     container: Name | None = None
 
 
+class WebhookBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=1, max_length=2048)
+    events: Annotated[
+        list[Literal["run.started", "run.input_requested", "run.finished"]],
+        Field(min_length=1, max_length=3),
+    ]
+    secret: CredentialName = Field(description="the credential that signs the deliveries")
+
+
 class TemplateBody(BaseModel):
     """A template, or a project's overrides: every field optional; unknown fields are 422."""
 
@@ -325,10 +338,14 @@ class TemplateBody(BaseModel):
         None
     )
     kube: KubeBody | None = None
+    webhooks: Annotated[list[WebhookBody], Field(max_length=20)] | None = None
 
     def run_settings(self) -> RunSettings:
         provider = self.provider
         kube = self.kube
+        webhooks = None
+        if self.webhooks:
+            webhooks = tuple(WebhookTarget(w.url, tuple(w.events), w.secret) for w in self.webhooks)
         return RunSettings(
             provider=(provider,) if isinstance(provider, str) else _tuple(provider),
             model=self.model,
@@ -345,6 +362,7 @@ class TemplateBody(BaseModel):
             metadata=self.metadata,
             credentials=_tuple(self.credentials),
             kube=KubePlacement(**kube.model_dump()) if kube else None,
+            webhooks=webhooks,
         )
 
 
@@ -385,3 +403,37 @@ class ProjectInfo(BaseModel):
             overrides=project.overrides.as_record(),
             updated_at=project.updated_at,
         )
+
+
+class DeliveryInfo(BaseModel):
+    delivery_id: str = Field(description="the webhook-id of every attempt")
+    run_id: str
+    type: str
+    url: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    next_attempt_at: datetime | None = Field(description="of a pending one")
+
+    @classmethod
+    def from_domain(cls, delivery: Delivery) -> DeliveryInfo:
+        return cls(
+            delivery_id=delivery.delivery_id,
+            run_id=delivery.run_id,
+            type=delivery.event_type,
+            url=delivery.url,
+            status=delivery.status,  # type: ignore[arg-type]
+            attempts=delivery.attempts,
+            last_status_code=delivery.last_status_code,
+            last_error=delivery.last_error,
+            created_at=delivery.created_at,
+            next_attempt_at=delivery.next_attempt_at if delivery.status == "pending" else None,
+        )
+
+
+def webhook_body(event_type: str, run: Run) -> bytes:
+    """A delivery's body: its type and the run record as the API shows it."""
+    record = RunRecord.from_domain(run).model_dump(mode="json")
+    return json.dumps({"type": event_type, "run": record}, ensure_ascii=False).encode()

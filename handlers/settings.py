@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     # this process with the memory backend; none (credentials refused) with the others.
     credential_keys: str | None = Field(None, repr=False)
     templates_dir: Path | None = None  # *.yaml: read-only templates (GitOps), name = file stem
+    webhook_allow_private: bool = False  # webhooks to loopback, link-local, private addresses
+    webhook_first_backoff_s: float = Field(5.0, gt=0)  # doubled per attempt, up to an hour
+    webhook_give_up_after_s: float = Field(86_400.0, gt=0)
     kube_context: str | None = None
     kube_namespace: str = "default"
     kube_pod: str = "{project}-agent-0"

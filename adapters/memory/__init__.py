@@ -4,6 +4,7 @@ from adapters.memory.event_hub import MemoryEventHub
 from adapters.memory.run_control import LocalRunControl
 from adapters.memory.run_queue import MemoryRunQueue
 from adapters.memory.run_store import MemoryRunStore
+from adapters.memory.webhook_outbox import MemoryWebhookOutbox
 
 __all__ = [
     "LocalRunControl",
@@ -12,4 +13,5 @@ __all__ = [
     "MemoryEventHub",
     "MemoryRunQueue",
     "MemoryRunStore",
+    "MemoryWebhookOutbox",
 ]

@@ -6,6 +6,7 @@ from adapters.postgres.event_hub import PostgresEventHub
 from adapters.postgres.run_control import PostgresRunControl
 from adapters.postgres.run_queue import PostgresRunQueue
 from adapters.postgres.run_store import PostgresRunStore
+from adapters.postgres.webhook_outbox import PostgresWebhookOutbox
 
 __all__ = [
     "PostgresBackend",
@@ -16,4 +17,5 @@ __all__ = [
     "PostgresRunControl",
     "PostgresRunQueue",
     "PostgresRunStore",
+    "PostgresWebhookOutbox",
 ]

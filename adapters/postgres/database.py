@@ -55,7 +55,8 @@ class PostgresBackend:
             await asyncio.sleep(PRUNE_EVERY_S)
 
     async def prune(self) -> None:
-        """Deletes finished runs older than the history's days, with their events."""
+        """Deletes finished runs older than the history's days, with their events (and
+        finished webhook deliveries of that age)."""
         async with self._pool.connection() as connection, connection.transaction():
             cursor = await connection.execute(
                 "DELETE FROM runs WHERE created_at < now() - make_interval(days => %s)"
@@ -69,6 +70,11 @@ class PostgresBackend:
             await connection.execute("DELETE FROM streams WHERE stream_id = ANY(%s)", (streams,))
             await connection.execute(
                 "DELETE FROM sessions WHERE updated_at < now() - make_interval(days => %s)",
+                (self._history_days,),
+            )
+            await connection.execute(
+                "DELETE FROM webhook_deliveries WHERE status <> 'pending'"
+                " AND created_at < now() - make_interval(days => %s)",
                 (self._history_days,),
             )
             # Inputs sent between replicas are read at once by the run's owner.

@@ -130,6 +130,23 @@ CREATE TABLE projects (
 );
 """,
     ),
+    (
+        6,
+        "webhook deliveries",
+        """
+CREATE TABLE webhook_deliveries (
+    delivery_id      text PRIMARY KEY,
+    project_id       text NOT NULL,
+    created_at       timestamptz NOT NULL,
+    next_attempt_at  timestamptz NOT NULL,
+    status           text NOT NULL,
+    record           bytea NOT NULL
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
+    WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_project ON webhook_deliveries (project_id, created_at);
+""",
+    ),
 ]
 
 

@@ -6,6 +6,7 @@ from adapters.redis_store.event_hub import RedisEventHub
 from adapters.redis_store.run_control import RedisRunControl
 from adapters.redis_store.run_queue import RedisRunQueue
 from adapters.redis_store.run_store import RedisRunStore
+from adapters.redis_store.webhook_outbox import RedisWebhookOutbox
 
 __all__ = [
     "RedisCatalog",
@@ -14,9 +15,11 @@ __all__ = [
     "RedisRunControl",
     "RedisRunQueue",
     "RedisRunStore",
+    "RedisWebhookOutbox",
     "open_catalog",
     "open_credential_store",
     "open_redis",
+    "open_webhook_outbox",
 ]
 
 
@@ -42,3 +45,8 @@ def open_credential_store(url: str) -> RedisCredentialStore:
 def open_catalog(url: str) -> RedisCatalog:
     """Templates and projects on a small client of their own: read once per run start."""
     return RedisCatalog(redis.Redis.from_url(url, max_connections=8))
+
+
+def open_webhook_outbox(url: str) -> RedisWebhookOutbox:
+    """Deliveries on a small client of their own: the dispatcher's, not the streams'."""
+    return RedisWebhookOutbox(redis.Redis.from_url(url, max_connections=8))

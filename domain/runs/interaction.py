@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from domain.errors import InputNotAccepted
@@ -19,6 +20,7 @@ from domain.model import (
     InputResolvedEvent,
     OutputEvent,
     OutputType,
+    Run,
     RunStatus,
     StatusEvent,
     UserMessage,
@@ -26,6 +28,7 @@ from domain.model import (
 from domain.runs.active import ActiveRun
 from domain.runs.lifecycle import publish
 from domain.stats import GatewayStats
+from domain.webhooks import WebhookTarget
 from ports.clock import Clock
 from ports.event_hub import EventHub
 from ports.run_store import RunStore
@@ -53,12 +56,14 @@ class RunInteraction:
         stats: GatewayStats,
         clock: Clock,
         limits: InteractionLimits,
+        notify: Callable[[Run, str, tuple[WebhookTarget, ...]], None],
     ) -> None:
         self._hub = hub
         self._store = store
         self._stats = stats
         self._clock = clock
         self._limits = limits
+        self._notify = notify  # webhooks of run.input_requested
 
     async def observe(self, active: ActiveRun, event: AgentEvent) -> None:
         """Called by the drive task for each event, after it was published."""
@@ -66,6 +71,7 @@ class RunInteraction:
             active.pending[event.request_id] = event
             active.timers[event.request_id] = asyncio.create_task(self._expire(active, event))
             await self._record(active)
+            self._notify(active.run, "run.input_requested", active.request.webhooks)
         elif isinstance(event, InputResolvedEvent):  # the agent withdrew it
             self._forget(active, event.request_id)
             await self._record(active)

@@ -31,6 +31,7 @@ from domain.runs.active import ActiveRun, ActiveRuns, StopReason
 from domain.runs.outcome import final_record, final_status
 from domain.runs.stopping import RunStopper
 from domain.stats import GatewayStats
+from domain.webhooks import WebhookTarget
 from ports.clock import Clock
 from ports.code_agent import AgentRun
 from ports.event_hub import EventHub
@@ -38,6 +39,8 @@ from ports.run_control import RunControl
 from ports.run_store import RunStore
 
 log = logging.getLogger(__name__)
+# Tells a run's webhooks of one of its events (never waits).
+Notify = Callable[[Run, str, tuple[WebhookTarget, ...]], None]
 
 
 async def publish(hub: EventHub, stats: GatewayStats, stream_id: str, event: StreamEvent) -> None:
@@ -97,6 +100,7 @@ class RunLifecycle:
         observe: Callable[[ActiveRun, AgentEvent], Awaitable[None]],
         credentials: Credentials | None,
         values_in_use: ValuesInUse,
+        notify: Notify,
     ) -> None:
         self._registry = registry
         self._hub = hub
@@ -112,6 +116,7 @@ class RunLifecycle:
         self._observe = observe  # what an interactive run's events change (its record)
         self._credentials = credentials
         self._values_in_use = values_in_use
+        self._notify = notify  # webhooks of run.started and run.finished
         self.accepting = True
 
     async def admit(self, request: AgentRequest) -> None:
@@ -221,6 +226,7 @@ class RunLifecycle:
             await self._abandon(run_id, execution)
             raise
         active.driver = asyncio.create_task(self._drive(active), name=f"run-{run_id}")
+        self._notify(run, "run.started", request.webhooks)
         self._stats.runs_started[provider] += 1
         log.info("run started: provider %s", provider)
         if self._active.cancel_asked(run_id):  # cancelled while its agent was starting
@@ -305,6 +311,7 @@ class RunLifecycle:
             self._values_in_use.remove(active.redaction.redactor)
             self._count_finished(active, status, elapsed_s)
             active.finished.set()
+        self._notify(run, "run.finished", active.request.webhooks)
         try:
             await self._control.release(run.run_id)
         except Exception:

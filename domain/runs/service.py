@@ -35,6 +35,7 @@ from domain.runs.stopping import RunStopper
 from domain.runs.subscribers import Subscribers
 from domain.stats import GatewayStats
 from domain.templates import RunSettings, TemplateCatalog
+from domain.webhooks import Webhooks, WebhookTarget
 from ports.clock import Clock
 from ports.event_hub import EventHub
 from ports.run_control import RunControl
@@ -75,6 +76,7 @@ class RunService:
         new_id: Callable[[], str] = new_secret_id,
         credentials: Credentials | None = None,
         catalog: TemplateCatalog | None = None,
+        webhooks: Webhooks | None = None,
     ) -> None:
         """`credentials`: the projects' credentials, given to their runs (None: none).
         `catalog`: the templates and projects that `start_for` resolves with."""
@@ -83,13 +85,19 @@ class RunService:
         self.stats = GatewayStats()
         self.values_in_use = ValuesInUse()  # for the log lines: handlers/logs.py
         self._catalog = catalog
+        self._webhooks = webhooks
         self._storage = storage
         self._new_id = new_id
         self._active = ActiveRuns()
         self._background: set[asyncio.Task[Run]] = set()
         self._stopper = RunStopper(self._active, storage.hub, storage.control, clock)
         self._interaction = RunInteraction(
-            storage.hub, storage.store, self.stats, clock, interaction or InteractionLimits()
+            storage.hub,
+            storage.store,
+            self.stats,
+            clock,
+            interaction or InteractionLimits(),
+            self._notify,
         )
         self._lifecycle = RunLifecycle(
             registry,
@@ -106,6 +114,7 @@ class RunService:
             self._interaction.observe,
             credentials,
             self.values_in_use,
+            self._notify,
         )
         self._leases = LeaseKeeper(
             self._active,
@@ -147,6 +156,10 @@ class RunService:
             return await self._queueing.enqueue(request, self._new_id(), self._new_id())
         return await self._lifecycle.start(request)
 
+    def _notify(self, run: Run, event_type: str, targets: tuple[WebhookTarget, ...]) -> None:
+        if self._webhooks is not None and targets:
+            self._webhooks.notify(run, event_type, targets)
+
     async def start_for(
         self,
         project_id: str,
@@ -184,6 +197,7 @@ class RunService:
             max_budget_usd=settings.max_budget_usd,
             mcp_servers=settings.mcp_servers,
             kube=settings.kube,
+            webhooks=settings.webhooks or (),
             template=template,
             settings=settings.summary(),
         )
@@ -270,6 +284,8 @@ class RunService:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._leases.serve())
             tasks.create_task(self._queueing.serve())
+            if self._webhooks is not None:
+                tasks.create_task(self._webhooks.serve())
 
     async def shutdown(self, grace_s: float) -> None:
         """Refuses new runs, ends the runs waiting in a queue that dies with this process,

@@ -1,0 +1,3 @@
+from adapters.http_webhooks.sender import HttpWebhookSender
+
+__all__ = ["HttpWebhookSender"]
