@@ -160,9 +160,13 @@ class Webhooks:
         task.add_done_callback(self._background.discard)
 
     async def _add(self, run: Run, event_type: str, targets: list[WebhookTarget]) -> None:
+        from domain.redaction import Redactor  # here: the run model imports this module
+
         now = self._clock.now()
-        body = self._encode(event_type, run)
         try:
+            # Masked like everything else that leaves (the record is; its metadata may not be).
+            values = (await self._credentials.for_run(run.project_id)).values
+            body = Redactor(values).text(self._encode(event_type, run).decode()).encode()
             for target in targets:
                 delivery_id = f"msg_{secrets.token_urlsafe(18)}"
                 await self._outbox.add(

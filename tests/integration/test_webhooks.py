@@ -54,7 +54,8 @@ def test_retries_carry_one_webhook_id_and_valid_signatures(start_gateway):
     with RunningServer(receiver.app) as hook:
         server = start_gateway(**FAST)
         configure(server.url, f"{hook.url}/hook", ["run.started", "run.finished"])
-        started = httpx.post(f"{server.url}/projects/demo/runs", json={"prompt": "hi"}).json()
+        body = {"prompt": "hi", "metadata": {"note": SECRET}}  # a value where none belongs
+        started = httpx.post(f"{server.url}/projects/demo/runs", json=body).json()
         read_stream(server.url, started["stream_url"])
         wait_until(lambda: len(receiver.received) == 6, timeout=20)  # 2 deliveries x 3
     finished = receiver.delivered("run.finished")
@@ -63,6 +64,7 @@ def test_retries_carry_one_webhook_id_and_valid_signatures(start_gateway):
     assert body["run"]["run_id"] == started["run_id"] and body["run"]["status"] == "succeeded"
     assert verified(receiver.delivered("run.started")[0])["run"]["status"] == "running"
     assert SECRET not in str(receiver.received)  # the secret signs, it is never sent
+    assert body["run"]["metadata"] == {"note": "***"}  # bodies are redacted too
     listed = httpx.get(f"{server.url}/projects/demo/webhooks/deliveries").json()
     assert {d["type"] for d in listed} == {"run.started", "run.finished"}
     for delivery in listed:
