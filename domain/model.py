@@ -13,6 +13,7 @@ from typing import Any
 from domain.errors import InvalidRequest
 from domain.templates import KubePlacement
 from domain.webhooks import WebhookTarget
+from domain.woodpecker import WoodpeckerTarget
 
 MAX_PROMPT_BYTES = 1024 * 1024
 MAX_TIMEOUT_S = 86_400
@@ -89,6 +90,7 @@ class AgentRequest:
     mcp_servers: Mapping[str, Any] | None = None
     kube: KubePlacement | None = None
     webhooks: tuple[WebhookTarget, ...] = ()
+    woodpecker: WoodpeckerTarget | None = None
     template: str | None = None  # the template it was resolved with
     settings: Mapping[str, Any] = field(default_factory=dict)  # what it runs with, as set
 
@@ -129,6 +131,7 @@ class AgentRequest:
         mcp_servers: Mapping[str, Any] | None = None,
         kube: KubePlacement | None = None,
         webhooks: tuple[WebhookTarget, ...] = (),
+        woodpecker: WoodpeckerTarget | None = None,
         template: str | None = None,
         settings: Mapping[str, Any] | None = None,
     ) -> AgentRequest:
@@ -192,6 +195,7 @@ class AgentRequest:
             dict(mcp_servers) if mcp_servers is not None else None,
             kube,
             tuple(webhooks),
+            woodpecker,
             template,
             dict(settings or {}),
         )
@@ -444,6 +448,7 @@ class Run:
     credentials: tuple[str, ...] = ()  # names of the credentials its agent was given
     template: str | None = None  # the template its settings came from
     settings: Mapping[str, Any] = field(default_factory=dict)  # what it ran with, as set
+    pipeline: Mapping[str, Any] | None = None  # the CI pipeline its success started
 
 
 @dataclass(frozen=True, slots=True)

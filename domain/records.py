@@ -36,6 +36,7 @@ from domain.model import (
 )
 from domain.templates import KubePlacement, Project, RunSettings, Template
 from domain.webhooks import Delivery, WebhookTarget
+from domain.woodpecker import WoodpeckerTarget
 
 Record = dict[str, Any]
 
@@ -129,6 +130,7 @@ def run_from_record(data: Record) -> Run:
     data["credentials"] = tuple(data.get("credentials", ()))
     data.setdefault("template", None)
     data.setdefault("settings", {})
+    data.setdefault("pipeline", None)
     return Run(**data)
 
 
@@ -258,6 +260,8 @@ def queued_from_record(data: Record) -> QueuedRun:
         request[name] = tuple(request.get(name, ()))
     if request.get("kube") is not None:
         request["kube"] = KubePlacement(**request["kube"])
+    if request.get("woodpecker") is not None:
+        request["woodpecker"] = WoodpeckerTarget(**request["woodpecker"])
     request["webhooks"] = tuple(
         WebhookTarget(w["url"], tuple(w["events"]), w["secret"])
         for w in request.get("webhooks", ())

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from domain.errors import Conflict, InvalidRequest, NotFound
 from domain.webhooks import WebhookTarget, validate_target
+from domain.woodpecker import WoodpeckerTarget
 
 if TYPE_CHECKING:  # the ports name Template and Project
     from ports.clock import Clock
@@ -50,6 +51,7 @@ class RunSettings:
     credentials: tuple[str, ...] | None = None  # names the run requires; merged
     kube: KubePlacement | None = None  # merged field by field
     webhooks: tuple[WebhookTarget, ...] | None = None  # added up
+    woodpecker: WoodpeckerTarget | None = None  # a pipeline after each succeeded run
 
     def over(self, base: RunSettings) -> RunSettings:
         """These settings, with what they leave unset taken from `base`."""
@@ -78,6 +80,14 @@ class RunSettings:
             if isinstance(value, KubePlacement):
                 value = {f.name: getattr(value, f.name) for f in fields(KubePlacement)}
                 value = {k: v for k, v in value.items() if v is not None}
+            elif isinstance(value, WoodpeckerTarget):
+                value = {
+                    "url": value.url,
+                    "repo": value.repo,
+                    "branch": value.branch,
+                    "token": value.token,
+                    "variables": dict(value.variables),
+                }
             elif item.name == "webhooks":
                 value = [
                     {"url": w.url, "events": list(w.events), "secret": w.secret} for w in value
@@ -106,6 +116,8 @@ class RunSettings:
                 values[name] = tuple(values[name])
         if values.get("kube") is not None:
             values["kube"] = KubePlacement(**values["kube"])
+        if values.get("woodpecker") is not None:
+            values["woodpecker"] = WoodpeckerTarget(**values["woodpecker"])
         if values.get("webhooks") is not None:
             values["webhooks"] = tuple(
                 WebhookTarget(w["url"], tuple(w["events"]), w["secret"]) for w in values["webhooks"]

@@ -25,6 +25,7 @@ from domain.registry import ProviderRegistry
 from domain.runs import InteractionLimits, RunLimits, RunService, Storage
 from domain.templates import Template, TemplateCatalog, validate_name
 from domain.webhooks import WebhookPolicy, Webhooks
+from domain.woodpecker import PipelineTrigger
 from handlers.auth import Access, KeysFile
 from handlers.settings import ENV_PREFIX, Settings, SettingsError
 from ports.clock import Clock
@@ -397,6 +398,8 @@ def build_gateway(
     credentials = build_credentials(settings, credential_store, clock)
     webhooks, sender = build_webhooks(settings, outbox, credentials, clock)
     resources.append(sender)
+    from adapters.woodpecker import WoodpeckerClient
+
     service = RunService(
         registry,
         storage,
@@ -407,6 +410,7 @@ def build_gateway(
         credentials=credentials,
         catalog=catalog,
         webhooks=webhooks,
+        pipelines=PipelineTrigger(WoodpeckerClient(), credentials),
     )
     access = build_access(settings, clock)
     return Gateway(settings, registry, service, access, credentials, catalog, webhooks, resources)

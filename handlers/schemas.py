@@ -26,6 +26,7 @@ from domain.model import (
 )
 from domain.templates import KubePlacement, Project, RunSettings, Template
 from domain.webhooks import Delivery, WebhookTarget
+from domain.woodpecker import WoodpeckerTarget
 from handlers.sse import input_request_data
 
 Metadata = Annotated[
@@ -147,6 +148,9 @@ class RunRecord(BaseModel):
     credentials: list[str]
     template: str | None
     settings: dict[str, Any] = Field(description="what the run was started with, as set")
+    pipeline: dict[str, Any] | None = Field(
+        description="the Woodpecker pipeline its success started: number, link, status, or error"
+    )
 
     @classmethod
     def from_domain(cls, run: Run) -> RunRecord:
@@ -173,6 +177,7 @@ class RunRecord(BaseModel):
             credentials=list(run.credentials),
             template=run.template,
             settings=dict(run.settings),
+            pipeline=dict(run.pipeline) if run.pipeline is not None else None,
         )
 
 
@@ -314,6 +319,20 @@ class WebhookBody(BaseModel):
     secret: CredentialName = Field(description="the credential that signs the deliveries")
 
 
+class WoodpeckerBody(BaseModel):
+    """A manual pipeline of this Woodpecker repository after each succeeded run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=1, max_length=2048, pattern=r"^https?://")
+    repo: str = Field(pattern=r"^[^/\s]+/[^/\s]+$", max_length=256, description="owner/name")
+    branch: Name = "main"
+    token: CredentialName = Field(description="the credential holding a personal access token")
+    variables: dict[Annotated[str, Field(max_length=MAX_NAME_CHARS)], str] = Field(
+        default_factory=dict, max_length=MAX_METADATA_ENTRIES
+    )
+
+
 class TemplateBody(BaseModel):
     """A template, or a project's overrides: every field optional; unknown fields are 422."""
 
@@ -339,6 +358,7 @@ class TemplateBody(BaseModel):
     )
     kube: KubeBody | None = None
     webhooks: Annotated[list[WebhookBody], Field(max_length=20)] | None = None
+    woodpecker: WoodpeckerBody | None = None
 
     def run_settings(self) -> RunSettings:
         provider = self.provider
@@ -363,6 +383,9 @@ class TemplateBody(BaseModel):
             credentials=_tuple(self.credentials),
             kube=KubePlacement(**kube.model_dump()) if kube else None,
             webhooks=webhooks,
+            woodpecker=WoodpeckerTarget(**self.woodpecker.model_dump())
+            if self.woodpecker
+            else None,
         )
 
 

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from domain.credentials import NO_CREDENTIALS, Credentials, RunCredentials
 from domain.errors import AgentStartFailed, InvalidRequest, ProviderUnavailable, ShuttingDown
@@ -20,6 +20,8 @@ from domain.model import (
     DoneEvent,
     ErrorEvent,
     Outcome,
+    OutputEvent,
+    OutputType,
     Run,
     RunStatus,
     StatusEvent,
@@ -32,6 +34,7 @@ from domain.runs.outcome import final_record, final_status
 from domain.runs.stopping import RunStopper
 from domain.stats import GatewayStats
 from domain.webhooks import WebhookTarget
+from domain.woodpecker import PipelineTrigger, WoodpeckerTarget
 from ports.clock import Clock
 from ports.code_agent import AgentRun
 from ports.event_hub import EventHub
@@ -101,6 +104,7 @@ class RunLifecycle:
         credentials: Credentials | None,
         values_in_use: ValuesInUse,
         notify: Notify,
+        pipelines: PipelineTrigger | None,
     ) -> None:
         self._registry = registry
         self._hub = hub
@@ -117,6 +121,7 @@ class RunLifecycle:
         self._credentials = credentials
         self._values_in_use = values_in_use
         self._notify = notify  # webhooks of run.started and run.finished
+        self._pipelines = pipelines  # CI started by a succeeded run
         self.accepting = True
 
     async def admit(self, request: AgentRequest) -> None:
@@ -299,6 +304,9 @@ class RunLifecycle:
         status, error = final_status(active.stop_reason, reported, failure)
         outcome = reported.outcome if reported is not None else Outcome()
         self._stats.redactions += active.redaction.redactor.count
+        target = active.request.woodpecker
+        if status is RunStatus.SUCCEEDED and target is not None and self._pipelines is not None:
+            await self._start_pipeline(active, target)
         run, done = final_record(
             active.run, status, outcome, error, self._clock.now(), round(elapsed_s * 1000)
         )
@@ -316,6 +324,26 @@ class RunLifecycle:
             await self._control.release(run.run_id)
         except Exception:
             log.exception("run %s: cannot release its lease", run.run_id)
+
+    async def _start_pipeline(self, active: ActiveRun, target: WoodpeckerTarget) -> None:
+        """Before `done`: the stream and the final record say which pipeline (or why none)."""
+        assert self._pipelines is not None
+        try:
+            pipeline = await self._pipelines.after_success(active.run, target)
+        except Exception as exc:  # the credential store failed: the run succeeded all the same
+            log.exception("run %s: cannot start its pipeline", active.run.run_id)
+            pipeline = {"error": f"cannot start the pipeline: {exc}"}
+        active.run = replace(active.run, pipeline=pipeline)
+        text = (
+            f"woodpecker pipeline {pipeline['number']} started: {pipeline['link']}"
+            if "number" in pipeline
+            else f"no woodpecker pipeline: {pipeline['error']}"
+        )
+        event = OutputEvent(OutputType.SYSTEM, text, {"subtype": "woodpecker", **pipeline})
+        try:
+            await publish(self._hub, self._stats, active.run.stream_id, event)
+        except Exception:
+            log.exception("run %s: cannot publish its pipeline", active.run.run_id)
 
     def _count_finished(self, active: ActiveRun, status: RunStatus, elapsed_s: float) -> None:
         self._stats.run_finished(active.provider, status, elapsed_s)

@@ -36,6 +36,7 @@ from domain.runs.subscribers import Subscribers
 from domain.stats import GatewayStats
 from domain.templates import RunSettings, TemplateCatalog
 from domain.webhooks import Webhooks, WebhookTarget
+from domain.woodpecker import PipelineTrigger
 from ports.clock import Clock
 from ports.event_hub import EventHub
 from ports.run_control import RunControl
@@ -77,6 +78,7 @@ class RunService:
         credentials: Credentials | None = None,
         catalog: TemplateCatalog | None = None,
         webhooks: Webhooks | None = None,
+        pipelines: PipelineTrigger | None = None,
     ) -> None:
         """`credentials`: the projects' credentials, given to their runs (None: none).
         `catalog`: the templates and projects that `start_for` resolves with."""
@@ -115,6 +117,7 @@ class RunService:
             credentials,
             self.values_in_use,
             self._notify,
+            pipelines,
         )
         self._leases = LeaseKeeper(
             self._active,
@@ -198,6 +201,7 @@ class RunService:
             mcp_servers=settings.mcp_servers,
             kube=settings.kube,
             webhooks=settings.webhooks or (),
+            woodpecker=settings.woodpecker,
             template=template,
             settings=settings.summary(),
         )

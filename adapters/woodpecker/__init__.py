@@ -1,0 +1,3 @@
+from adapters.woodpecker.client import WoodpeckerClient
+
+__all__ = ["WoodpeckerClient"]
