@@ -339,3 +339,34 @@ def test_cancel_of_an_interactive_run_in_a_pod_stops_it(gateway, fake_kube):
     events = follow(server.url, run, act)
     assert events[-1][2]["status"] == "cancelled"
     assert processes_working_in(fake_kube.workdir) == []
+
+
+def test_a_permission_request_is_a_run_input_requested_webhook(gateway):
+    from tests.fakes.webhook_receiver import WebhookReceiver
+    from tests.integration.helpers import wait_until
+
+    receiver = WebhookReceiver()
+    with RunningServer(receiver.app) as hook:
+        server = gateway(webhook_allow_private=True)
+        secret = {"value": "whsec_c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seQ=="}
+        assert httpx.put(f"{server.url}/projects/demo/credentials/HOOK", json=secret).is_success
+        hooks = [{"url": f"{hook.url}/hook", "events": ["run.input_requested"], "secret": "HOOK"}]
+        overrides = {"overrides": {"webhooks": hooks}}
+        assert httpx.put(f"{server.url}/projects/demo", json=overrides).is_success
+        run = start_interactive(server.url, "please run [touch]")
+        runs = f"/projects/demo/runs/{run['run_id']}"
+
+        def act(event: Event) -> None:
+            _, name, data = event
+            if name == "input_request":
+                wait_until(lambda: len(receiver.received) == 1)
+                body = {"request_id": data["request_id"], "decision": "allow"}
+                assert post(server.url, f"{runs}/input", body).status_code == 200
+            if name == "output" and data["type"] == "turn_end":
+                assert post(server.url, f"{runs}/close").status_code == 200
+
+        follow(server.url, run, act)
+    delivered = json.loads(receiver.received[0]["body"])
+    assert delivered["type"] == "run.input_requested"
+    assert delivered["run"]["status"] == "waiting_input"
+    assert delivered["run"]["pending_inputs"][0]["tool"] == "Bash"
