@@ -43,18 +43,44 @@ class SealedCredential:
 
 
 @dataclass(frozen=True, slots=True)
-class RunCredentials:
-    """What a run of the project gets: variable -> value, and the credentials' names."""
+class OpenedCredential:
+    name: str
+    env: str
+    value: str
 
-    env: dict[str, str]
-    names: tuple[str, ...]
+
+@dataclass(frozen=True, slots=True)
+class RunCredentials:
+    """What a run of the project gets (`given`: as environment variables) and what is
+    redacted from it (those and the `withheld` ones, which the gateway uses itself)."""
+
+    given: tuple[OpenedCredential, ...] = ()
+    withheld: tuple[OpenedCredential, ...] = ()
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {c.env: c.value for c in self.given}
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Of those given to the agent (the run record lists them)."""
+        return tuple(c.name for c in self.given)
 
     @property
     def values(self) -> list[str]:
-        return list(self.env.values())
+        """Every value to redact, given to the agent or not."""
+        return [c.value for c in self.given + self.withheld]
+
+    def without(self, names: set[str]) -> RunCredentials:
+        """These credentials, but those named are kept from the agent (still redacted)."""
+        everything = self.given + self.withheld
+        return RunCredentials(
+            tuple(c for c in everything if c.name not in names),
+            tuple(c for c in everything if c.name in names),
+        )
 
 
-NO_CREDENTIALS = RunCredentials({}, ())
+NO_CREDENTIALS = RunCredentials()
 
 
 def context(project_id: str, name: str, env: str) -> bytes:
@@ -126,11 +152,13 @@ class Credentials:
         if not stored:
             return NO_CREDENTIALS
         cipher = self._require_cipher()
-        env = {
-            c.env: cipher.open(c.sealed, context(project_id, c.name, c.env)).decode()
+        opened = tuple(
+            OpenedCredential(
+                c.name, c.env, cipher.open(c.sealed, context(project_id, c.name, c.env)).decode()
+            )
             for c in stored
-        }
-        return RunCredentials(env, tuple(c.name for c in stored))
+        )
+        return RunCredentials(opened)
 
     async def value_of(self, project_id: str, name: str) -> str | None:
         """One credential's value, opened (a webhook's signing secret); None if missing."""

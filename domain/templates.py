@@ -101,11 +101,15 @@ class RunSettings:
 
     def summary(self) -> dict[str, Any]:
         """What a run record shows it ran with: the MCP servers by name only (their
-        configuration may hold tokens)."""
+        configuration may hold tokens), webhooks without their URLs, CI without its URL."""
         record = self.as_record()
         if self.mcp_servers is not None:
             servers = self.mcp_servers.get("mcpServers")
             record["mcp_servers"] = sorted(servers) if isinstance(servers, Mapping) else []
+        if self.webhooks is not None:  # a URL may hold a token; receivers see the record
+            record["webhooks"] = [{"events": list(w.events)} for w in self.webhooks]
+        if self.woodpecker is not None:
+            record["woodpecker"] = {"repo": self.woodpecker.repo, "branch": self.woodpecker.branch}
         return record
 
     @classmethod

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 EVENTS = ("run.started", "run.input_requested", "run.finished")
 RETRIED_STATUSES = frozenset({408, 429})  # and every 5xx
+LEASE_S = 60.0  # a claimed delivery is hidden from other replicas this long (> an attempt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +107,23 @@ def is_private_host(host: str) -> bool:
         return False  # a name: its addresses are checked when it is resolved
 
 
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
 def is_private_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    mapped = getattr(address, "ipv4_mapped", None)
-    if mapped is not None:
-        address = mapped
+    """Not a global unicast address, also when an IPv4 one is wrapped in IPv6 (mapped,
+    compatible, 6to4, Teredo, NAT64)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        packed = address.packed
+        embedded = (
+            address.ipv4_mapped
+            or address.sixtofour
+            or (address.teredo[1] if address.teredo else None)
+            or (ipaddress.IPv4Address(packed[12:]) if address in NAT64 else None)
+            or (ipaddress.IPv4Address(packed[12:]) if packed[:12] == bytes(12) else None)
+        )
+        if embedded is not None and int(embedded) > 1:  # :: and ::1 are what they are
+            return is_private_address(embedded)
     return not address.is_global or address.is_multicast
 
 
@@ -193,9 +207,9 @@ class Webhooks:
         """Sends due deliveries until cancelled; woken by new ones, else every `poll_s`."""
         while True:
             try:
-                due = await self._outbox.claim_due(self._clock.now(), lease_s=60.0, limit=batch)
+                due = await self._outbox.claim_due(self._clock.now(), LEASE_S, limit=batch)
                 if due:
-                    await asyncio.gather(*(self._attempt(d) for d in due))
+                    await asyncio.gather(*(self._attempt(d) for d in due), return_exceptions=True)
                     continue  # there may be more
             except Exception:
                 log.exception("cannot send the due webhook deliveries")
@@ -205,27 +219,23 @@ class Webhooks:
             except TimeoutError:
                 pass
 
+    async def drain(self, timeout_s: float = 5.0) -> None:
+        """At shutdown: the deliveries being added reach the outbox first."""
+        if self._background:
+            await asyncio.wait(self._background, timeout=timeout_s)
+
     async def _attempt(self, delivery: Delivery) -> None:
+        """One attempt, recorded whatever happens (an attempt never stays unsaved)."""
         policy, now = self._policy, self._clock.now()
         code, error, may_retry = None, None, False
-        secret = await self._credentials.value_of(delivery.project_id, delivery.secret)
-        if secret is None:
-            error = f"the project has no credential {delivery.secret!r} to sign with"
-        else:
-            timestamp = int(now.timestamp())
-            headers = {
-                "content-type": "application/json",
-                "webhook-id": delivery.delivery_id,
-                "webhook-timestamp": str(timestamp),
-                "webhook-signature": sign(secret, delivery.delivery_id, timestamp, delivery.body),
-            }
-            try:
-                code = await self._sender.send(delivery.url, headers, delivery.body, policy)
-                may_retry = code >= 500 or code in RETRIED_STATUSES
-            except WebhookRefused as exc:
-                error = exc.message
-            except WebhookUnreachable as exc:
-                error, may_retry = exc.message, True
+        try:
+            async with asyncio.timeout(policy.timeout_s * 2):  # resolving, connecting, answer
+                code, error, may_retry = await self._send(delivery, now)
+        except TimeoutError:
+            error, may_retry = f"no answer within {policy.timeout_s * 2:g} s", True
+        except Exception as exc:  # the credential does not open, the store is down
+            log.exception("webhook %s: cannot attempt it", delivery.delivery_id)
+            error, may_retry = f"cannot send: {exc}", True
         attempts = delivery.attempts + 1
         young = now - delivery.created_at < timedelta(seconds=policy.give_up_after_s)
         if code is not None and 200 <= code < 300:
@@ -245,3 +255,27 @@ class Webhooks:
                 last_error=error,
             )
         )
+
+    async def _send(self, delivery: Delivery, now: datetime) -> tuple[int | None, str | None, bool]:
+        """(status code, error, whether to try again)."""
+        secret = await self._credentials.value_of(delivery.project_id, delivery.secret)
+        if secret is None:
+            return None, f"the project has no credential {delivery.secret!r} to sign with", False
+        timestamp = int(now.timestamp())
+        try:
+            signature = sign(secret, delivery.delivery_id, timestamp, delivery.body)
+        except ValueError:  # binascii.Error: a whsec_ secret that is not base64
+            return None, f"credential {delivery.secret!r}: whsec_ but not base64", False
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": delivery.delivery_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signature,
+        }
+        try:
+            code = await self._sender.send(delivery.url, headers, delivery.body, self._policy)
+        except WebhookRefused as exc:
+            return None, exc.message, False
+        except WebhookUnreachable as exc:
+            return None, exc.message, True
+        return code, None, code >= 500 or code in RETRIED_STATUSES

@@ -18,7 +18,14 @@ from domain.webhooks import WebhookPolicy, WebhookRefused, WebhookUnreachable, i
 
 class HttpWebhookSender:
     def __init__(self) -> None:
-        self._client = httpx.AsyncClient(follow_redirects=False)  # a redirect is an answer
+        # A redirect is an answer. No kept-alive connections: a TLS connection verified for
+        # one host must not carry another host's request to the same address. No proxy
+        # from the environment: it would resolve the host itself.
+        self._client = httpx.AsyncClient(
+            follow_redirects=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
+            trust_env=False,
+        )
 
     async def send(
         self, url: str, headers: Mapping[str, str], body: bytes, policy: WebhookPolicy
@@ -34,16 +41,19 @@ class HttpWebhookSender:
         extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
         request_headers = {**headers, "host": parts.netloc.rpartition("@")[2]}
         try:
-            response = await self._client.post(
+            # The status is the answer: the body is never read (a receiver could send one
+            # without end).
+            async with self._client.stream(
+                "POST",
                 target,
                 content=body,
                 headers=request_headers,
                 timeout=policy.timeout_s,
                 extensions=extensions,
-            )
+            ) as response:
+                return response.status_code
         except httpx.HTTPError as exc:
             raise WebhookUnreachable(f"{type(exc).__name__}: {exc}") from exc
-        return response.status_code
 
     @staticmethod
     async def _checked_address(host: str, port: int, allow_private: bool) -> str:

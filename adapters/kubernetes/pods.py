@@ -55,6 +55,8 @@ def find_pod(
         raise AgentStartFailed(f"Kubernetes API: {exc.reason}") from exc
     except (OSError, WebSocketException, ValueError) as exc:
         raise AgentStartFailed(f"Kubernetes API unreachable: {exc}") from exc
+    except (KeyError, IndexError) as exc:  # `{...}` other than {project} in a template
+        raise AgentStartFailed(f"pod or selector template: unknown field {exc}") from exc
     container = locator.container or pod.spec.containers[0].name
     return pod.metadata.name, container
 

@@ -47,6 +47,8 @@ while [ "$AGENT_GATEWAY_I" -lt "$AGENT_GATEWAY_N" ]; do
 done
 IFS= read -r AGENT_GATEWAY_N || exit 125
 AGENT_GATEWAY_I=0
+AGENT_GATEWAY_UMASK=$(umask)
+umask 077
 while [ "$AGENT_GATEWAY_I" -lt "$AGENT_GATEWAY_N" ]; do
   IFS= read -r AGENT_GATEWAY_LINE || exit 125
   AGENT_GATEWAY_PATH=${AGENT_GATEWAY_LINE%%=*}
@@ -54,7 +56,9 @@ while [ "$AGENT_GATEWAY_I" -lt "$AGENT_GATEWAY_N" ]; do
   printf '%s\n' "${AGENT_GATEWAY_LINE#*=}" | base64 -d > "$AGENT_GATEWAY_PATH" || exit 125
   AGENT_GATEWAY_I=$((AGENT_GATEWAY_I + 1))
 done
-unset AGENT_GATEWAY_N AGENT_GATEWAY_I AGENT_GATEWAY_LINE AGENT_GATEWAY_VALUE AGENT_GATEWAY_PATH
+umask "$AGENT_GATEWAY_UMASK"
+unset AGENT_GATEWAY_N AGENT_GATEWAY_I AGENT_GATEWAY_LINE AGENT_GATEWAY_VALUE AGENT_GATEWAY_PATH \
+  AGENT_GATEWAY_UMASK
 exec "$@"
 """
 
@@ -117,6 +121,8 @@ class KubernetesExecRunner:
                 "selector_template": placement.selector,
                 "container": placement.container,
             }
+            if placement.pod is not None and placement.selector is None:
+                locator = replace(locator, selector_template=None)  # a pod named here wins
             locator = replace(locator, **{k: v for k, v in chosen.items() if v is not None})
         pod, container = await loop.run_in_executor(
             self._calls, find_pod, self._configuration, locator, project_id

@@ -66,6 +66,7 @@ class LocalProcessRunner:
         for relative, content in (files or {}).items():
             path = cwd / relative
             path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)  # only the agent's user: it may hold tokens
             path.write_bytes(content)
         tag = secrets.token_hex(16)
         try:

@@ -24,16 +24,17 @@ KEEP_S = 30 * 86400  # finished deliveries are listed this long
 class RedisWebhookOutbox:
     def __init__(self, client: redis.Redis, prefix: str = "agw") -> None:
         self._redis = client
-        self._prefix = prefix
-        self._due = f"{{{prefix}-webhooks}}:due"
+        # One hash tag for every key: the transactions touch several (Redis Cluster).
+        self._prefix = f"{{{prefix}-webhooks}}"
+        self._due = f"{self._prefix}:due"
         self._claim = client.register_script(CLAIM)
 
     def _key(self, delivery_id: str) -> str:
-        return f"{self._prefix}:webhook:{delivery_id}"
+        return f"{self._prefix}:delivery:{delivery_id}"
 
     @translated
     async def add(self, delivery: Delivery) -> None:
-        index = f"{self._prefix}:webhooks:project:{delivery.project_id}"
+        index = f"{self._prefix}:project:{delivery.project_id}"
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(self._key(delivery.delivery_id), encode_delivery(delivery), ex=KEEP_S)
             pipe.zadd(self._due, {delivery.delivery_id: delivery.next_attempt_at.timestamp()})
@@ -64,7 +65,7 @@ class RedisWebhookOutbox:
 
     @translated
     async def list_for_project(self, project_id: str, limit: int) -> list[Delivery]:
-        index = f"{self._prefix}:webhooks:project:{project_id}"
+        index = f"{self._prefix}:project:{project_id}"
         ids = await self._redis.zrevrange(index, 0, limit - 1)
         if not ids:
             return []

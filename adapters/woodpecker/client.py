@@ -35,8 +35,7 @@ class WoodpeckerClient:
                 made = await client.post(f"/api/repos/{repo_id}/pipelines", json=body)
                 if made.status_code not in (200, 201):
                     raise CiTriggerFailed(
-                        f"Woodpecker refused a pipeline of {repo} ({made.status_code}: "
-                        f"{made.text[:200]})"
+                        f"Woodpecker refused a pipeline of {repo} ({made.status_code})"
                     )
                 pipeline = made.json()
                 number = int(pipeline["number"])

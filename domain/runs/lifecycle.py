@@ -42,6 +42,7 @@ from ports.run_control import RunControl
 from ports.run_store import RunStore
 
 log = logging.getLogger(__name__)
+PIPELINE_TIMEOUT_S = 15.0  # a CI server that hangs delays `done` no longer
 # Tells a run's webhooks of one of its events (never waits).
 Notify = Callable[[Run, str, tuple[WebhookTarget, ...]], None]
 
@@ -58,6 +59,16 @@ async def record_end(
     await store.save(final)
     await publish(hub, stats, final.stream_id, done)
     await hub.close(final.stream_id)
+
+
+def gateway_only(request: AgentRequest) -> set[str]:
+    """Credentials the gateway signs or calls with (webhook secrets, the CI token): the
+    agent must not get them, or it could forge a `run.finished` or drive the CI itself.
+    They are still redacted."""
+    names = {target.secret for target in request.webhooks}
+    if request.woodpecker is not None:
+        names.add(request.woodpecker.token)
+    return names
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +148,10 @@ class RunLifecycle:
                 raise InvalidRequest("credentials", "this gateway keeps no credentials")
             await self._credentials.require(request.project_id, request.credentials)
 
+    def notify(self, run: Run, event_type: str, targets: tuple[WebhookTarget, ...]) -> None:
+        """Tells a run's webhooks (for runs that end in the queue, which never launch)."""
+        self._notify(run, event_type, targets)
+
     def has_room(self, project_id: str | None = None) -> bool:
         """Whether the limits let one more run (of this project) start on this replica."""
         limits = self._limits
@@ -186,6 +201,7 @@ class RunLifecycle:
         credentials = NO_CREDENTIALS
         if self._credentials is not None:
             credentials = await self._credentials.for_run(request.project_id, request.credentials)
+            credentials = credentials.without(gateway_only(request))
         redactor = Redactor(credentials.values)
         chain = request.providers or (self._registry.default_name(),)
         agents = [(name, self._registry.get(name)) for name in chain]
@@ -305,8 +321,12 @@ class RunLifecycle:
         outcome = reported.outcome if reported is not None else Outcome()
         self._stats.redactions += active.redaction.redactor.count
         target = active.request.woodpecker
+        cancelled = False
         if status is RunStatus.SUCCEEDED and target is not None and self._pipelines is not None:
-            await self._start_pipeline(active, target)
+            try:
+                await self._start_pipeline(active, target)
+            except asyncio.CancelledError:  # the run is still recorded; then the cancel goes on
+                cancelled = True
         run, done = final_record(
             active.run, status, outcome, error, self._clock.now(), round(elapsed_s * 1000)
         )
@@ -324,12 +344,17 @@ class RunLifecycle:
             await self._control.release(run.run_id)
         except Exception:
             log.exception("run %s: cannot release its lease", run.run_id)
+        if cancelled:
+            raise asyncio.CancelledError
 
     async def _start_pipeline(self, active: ActiveRun, target: WoodpeckerTarget) -> None:
         """Before `done`: the stream and the final record say which pipeline (or why none)."""
         assert self._pipelines is not None
         try:
-            pipeline = await self._pipelines.after_success(active.run, target)
+            async with asyncio.timeout(PIPELINE_TIMEOUT_S):
+                pipeline = await self._pipelines.after_success(active.run, target)
+        except TimeoutError:
+            pipeline = {"error": f"Woodpecker did not answer within {PIPELINE_TIMEOUT_S:g} s"}
         except Exception as exc:  # the credential store failed: the run succeeded all the same
             log.exception("run %s: cannot start its pipeline", active.run.run_id)
             pipeline = {"error": f"cannot start the pipeline: {exc}"}

@@ -87,7 +87,7 @@ class RunQueueing:
                 QueuedRun(run_id, stream_id, request, now, deadline), self._max_queued
             )
         except QueueFull:  # others filled it since the count: this run ends before it waits
-            await self._end(run, RunStatus.FAILED, "the queue is full")
+            await self._end(run, RunStatus.FAILED, "the queue is full", request)
             raise
         # Nothing awaits between the push and this publish on the memory queue, so no start
         # can come between; with a shared queue, a start takes far longer than this publish.
@@ -100,9 +100,12 @@ class RunQueueing:
     async def cancel_waiting(self, run: Run) -> bool:
         """Ends a run that is still waiting; False if it has left the queue (it is starting
         or running somewhere, and the run's stopper takes over)."""
-        if await self._queue.remove(run.run_id) is None:
+        entry = await self._queue.remove(run.run_id)
+        if entry is None:
             return False
-        await self._end(run, RunStatus.CANCELLED, "cancelled by request while queued")
+        await self._end(
+            run, RunStatus.CANCELLED, "cancelled by request while queued", entry.request
+        )
         return True
 
     async def listing(self) -> list[WaitingRun]:
@@ -170,7 +173,9 @@ class RunQueueing:
             # it waited, a process that could not start)
             if not isinstance(exc, ProviderUnavailable | CredentialUnreadable | InvalidRequest):
                 log.exception("run %s: cannot start its agent", run.run_id)
-            await self._end(run, RunStatus.FAILED, f"the run could not be started: {exc}")
+            await self._end(
+                run, RunStatus.FAILED, f"the run could not be started: {exc}", entry.request
+            )
             return
         running = replace(
             run,
@@ -184,7 +189,9 @@ class RunQueueing:
             await self._lifecycle.launch(running, started, entry.request, from_queue=True)
         except Exception as exc:  # the backend failed: its agent was stopped; end the run
             log.exception("run %s: cannot start it", run.run_id)
-            await self._end(run, RunStatus.FAILED, f"the run could not be started: {exc}")
+            await self._end(
+                run, RunStatus.FAILED, f"the run could not be started: {exc}", entry.request
+            )
 
     async def _end_expired(self) -> None:
         for run_id in await self._queue.expired(self._clock.now()):
@@ -197,6 +204,7 @@ class RunQueueing:
                         run,
                         RunStatus.TIMED_OUT,
                         f"waited in the queue longer than queue_timeout_s ({timeout} s)",
+                        entry.request,
                     )
 
     async def _take_out(self, run_id: str) -> tuple[QueuedRun, Run] | None:
@@ -229,12 +237,13 @@ class RunQueueing:
         for waiting in await self._queue.listing():
             taken = await self._take_out(waiting.run_id)
             if taken is not None:
-                await self._end(taken[1], RunStatus.CANCELLED, SHUTDOWN)
+                await self._end(taken[1], RunStatus.CANCELLED, SHUTDOWN, taken[0].request)
 
-    async def _end(self, run: Run, status: RunStatus, error: str) -> None:
+    async def _end(self, run: Run, status: RunStatus, error: str, request: AgentRequest) -> None:
         """A run that never ran: its final record and `done`, with nothing to report."""
         self._positions.pop(run.run_id, None)
         final, done = final_record(run, status, Outcome(), error, self._clock.now(), None)
         await record_end(self._store, self._hub, self._stats, final, done)
+        self._lifecycle.notify(final, "run.finished", request.webhooks)
         self._stats.ended_in_queue[status] += 1
         log.info("queued run ended: %s (%s)", status, error)

@@ -301,6 +301,8 @@ class RunService:
         except Exception:  # the backend is down: the running agents must stop all the same
             log.exception("cannot end the runs waiting in the queue")
         await self._stopper.stop_all(grace_s)
+        if self._webhooks is not None:  # their run.finished deliveries reach the outbox
+            await self._webhooks.drain()
 
     async def unreachable_backends(self) -> list[str]:
         return await unreachable_backends(self._storage.hub, self._storage.store)

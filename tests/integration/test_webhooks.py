@@ -144,3 +144,16 @@ def test_a_delivery_pending_across_a_restart_with_redis_is_still_delivered(
         assert body["run"]["run_id"] == started["run_id"]
         url = f"{second.url}/projects/demo/webhooks/deliveries"
         wait_until(lambda: httpx.get(url).json()[0]["status"] == "delivered")
+
+
+def test_the_signing_secret_is_not_given_to_the_agent(start_gateway):
+    import hashlib
+
+    server = start_gateway(**FAST)
+    configure(server.url, "http://127.0.0.1:9/hook", ["run.finished"])
+    started = httpx.post(f"{server.url}/projects/demo/runs", json={"prompt": "leak WH_SECRET"})
+    events = read_stream(server.url, started.json()["stream_url"])
+    leaked = (server.workspace / "demo" / "leaked.sha256").read_text()
+    assert leaked == hashlib.sha256(b"").hexdigest()  # the agent saw no such variable
+    record = httpx.get(f"{server.url}/projects/demo/runs/{started.json()['run_id']}").json()
+    assert record["credentials"] == [] and SECRET not in str(events)

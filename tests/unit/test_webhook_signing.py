@@ -30,6 +30,9 @@ def test_the_standard_webhooks_test_vector():
         "http://[::1]/",
         "http://[::ffff:10.0.0.1]/",
         "http://0.0.0.0/",
+        "http://[::7f00:1]/",  # IPv4-compatible 127.0.0.1
+        "http://[64:ff9b::a9fe:a9fe]/",  # NAT64 of 169.254.169.254
+        "http://[2002:a9fe:a9fe::]/",  # 6to4 of the same
     ],
 )
 def test_private_addresses_are_refused_unless_allowed(url):
