@@ -172,6 +172,10 @@ class AgentRequest:
             if not CREDENTIAL_NAME.fullmatch(name):
                 raise InvalidRequest("credentials", f"{name!r} is not a credential name")
         _validate_agent_options(append_system_prompt, allowed_tools + disallowed_tools, max_turns)
+        for kube_field in ("namespace", "pod", "selector", "container"):
+            value = getattr(kube, kube_field) if kube is not None else None
+            if value is not None:
+                _check_encodable(f"kube.{kube_field}", value)
         if max_budget_usd is not None and not 0 < max_budget_usd <= MAX_BUDGET_USD:
             raise InvalidRequest("max_budget_usd", f"must be above 0 and at most {MAX_BUDGET_USD}")
         return cls(
@@ -215,6 +219,7 @@ def _validate_agent_options(
     for tool in tools:
         if not 1 <= len(tool) <= MAX_NAME_CHARS or any(ord(c) < 32 or c == "," for c in tool):
             raise InvalidRequest("tools", f"{tool!r}: 1 to {MAX_NAME_CHARS} characters, no comma")
+        _check_encodable("tools", tool)
     if max_turns is not None and not 1 <= max_turns <= MAX_TURNS:
         raise InvalidRequest("max_turns", f"must be between 1 and {MAX_TURNS}")
 

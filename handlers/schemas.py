@@ -345,7 +345,7 @@ class TemplateBody(BaseModel):
     disallowed_tools: Tools | None = None
     permission_mode: Literal["default", "acceptEdits", "plan", "bypassPermissions"] | None = None
     interactive: StrictBool | None = None
-    max_turns: Annotated[int, Field(ge=1, le=MAX_TURNS, strict=True)] | None = None
+    max_turns: Annotated[int, Field(ge=1, le=MAX_TURNS), BeforeValidator(_not_bool)] | None = None
     timeout_s: Seconds | None = None
     max_budget_usd: Annotated[float, Field(gt=0, le=MAX_BUDGET_USD)] | None = None
     mcp_servers: dict[str, Any] | None = Field(

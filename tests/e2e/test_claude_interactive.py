@@ -15,16 +15,14 @@ from typing import Any
 
 import httpx
 import pytest
-from httpx_sse import connect_sse
 
 from tests.conftest import CLAUDE_CLI, processes_working_in
 from tests.e2e.cli_env import point_the_cli_at
 from tests.fakes.fake_anthropic import INPUT_TOKENS, FakeAnthropic
 from tests.fakes.servers import RunningServer
-from tests.integration.helpers import GatewayProcess
+from tests.integration.helpers import Event, GatewayProcess, follow, post, turn_ends
 
 pytestmark = pytest.mark.slow
-Event = tuple[int | None, str, dict[str, Any]]
 
 
 @pytest.fixture
@@ -44,30 +42,6 @@ def start_interactive(url: str, prompt: str, **body: Any) -> dict[str, Any]:
     response = httpx.post(f"{url}/projects/demo/claude", json=body, timeout=30)
     assert response.status_code == 202, response.text
     return response.json()
-
-
-def post(url: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
-    return httpx.post(f"{url}{path}", json=body or {}, timeout=30)
-
-
-def follow(url: str, run: dict[str, Any], act: Callable[[Event], None]) -> list[Event]:
-    """Reads the stream to `done`, calling `act` on each event as it arrives."""
-    events: list[Event] = []
-    with (
-        httpx.Client(base_url=url, timeout=60) as client,
-        connect_sse(client, "GET", run["stream_url"]) as source,
-    ):
-        for sse in source.iter_sse():
-            if not sse.data:
-                continue
-            event = (int(sse.id) if sse.id else None, sse.event, json.loads(sse.data))
-            events.append(event)
-            act(event)
-    return events
-
-
-def turn_ends(events: list[Event]) -> list[dict[str, Any]]:
-    return [d for _, name, d in events if name == "output" and d["type"] == "turn_end"]
 
 
 def test_a_permission_allowed_over_the_api_lets_the_tool_run(gateway):

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,34 @@ def follow_with_resume(url: str, stream_url: str, attempts: int = 20) -> tuple[l
         if events and events[-1][1] == "done":
             return events, reconnects
     raise AssertionError(f"no done after {attempts} connections")
+
+
+Event = tuple[int | None, str, dict[str, Any]]
+
+
+def post(url: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+    return httpx.post(f"{url}{path}", json=body or {}, timeout=30)
+
+
+def follow(url: str, run: dict[str, Any], act: Callable[[Event], None]) -> list[Event]:
+    """Reads the stream to `done`, calling `act` on each event as it arrives (an
+    interactive run's test answers from there)."""
+    events: list[Event] = []
+    with (
+        httpx.Client(base_url=url, timeout=60) as client,
+        connect_sse(client, "GET", run["stream_url"]) as source,
+    ):
+        for sse in source.iter_sse():
+            if not sse.data:
+                continue
+            event = (int(sse.id) if sse.id else None, sse.event, json.loads(sse.data))
+            events.append(event)
+            act(event)
+    return events
+
+
+def turn_ends(events: list[Event]) -> list[dict[str, Any]]:
+    return [d for _, name, d in events if name == "output" and d["type"] == "turn_end"]
 
 
 def texts(events: list[tuple[int | None, str, dict[str, Any]]]) -> str:

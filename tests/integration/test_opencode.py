@@ -8,24 +8,9 @@ import time
 import httpx
 import pytest
 
-from tests.fakes.fake_openai import PROMPT_TOKENS, FakeOpenAI
-from tests.fakes.opencode_server import OPENCODE, VERSION, OpenCodeServer
-from tests.fakes.servers import RunningServer
+from tests.fakes.fake_openai import PROMPT_TOKENS
+from tests.fakes.opencode_server import VERSION, OpenCodeServer
 from tests.integration.helpers import read_stream, texts, wait_until
-
-
-@pytest.fixture(scope="module")
-def fake_api():
-    fake = FakeOpenAI()
-    with RunningServer(fake.app) as server:
-        yield fake, server.url
-
-
-@pytest.fixture(scope="module")
-def opencode(fake_api, tmp_path_factory):
-    assert OPENCODE.exists(), "opencode is missing: `make test` installs it into tests/agents"
-    with OpenCodeServer(tmp_path_factory.mktemp("opencode"), fake_api[1]) as server:
-        yield server
 
 
 @pytest.fixture

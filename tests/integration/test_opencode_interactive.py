@@ -5,34 +5,13 @@ whose session asks is denied at once instead of waiting forever."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from httpx_sse import connect_sse
 
-from tests.fakes.fake_openai import PROMPT_TOKENS, QUESTION, FakeOpenAI
-from tests.fakes.opencode_server import OPENCODE, OpenCodeServer
-from tests.fakes.servers import RunningServer
-from tests.integration.helpers import read_stream, texts
-
-Event = tuple[int | None, str, dict[str, Any]]
-
-
-@pytest.fixture(scope="module")
-def fake_api():
-    fake = FakeOpenAI()
-    with RunningServer(fake.app) as server:
-        yield fake, server.url
-
-
-@pytest.fixture(scope="module")
-def opencode(fake_api, tmp_path_factory):
-    assert OPENCODE.exists(), "opencode is missing: `make test` installs it into tests/agents"
-    with OpenCodeServer(tmp_path_factory.mktemp("opencode"), fake_api[1]) as server:
-        yield server
+from tests.fakes.fake_openai import PROMPT_TOKENS, QUESTION
+from tests.integration.helpers import Event, follow, post, read_stream, texts, turn_ends
 
 
 @pytest.fixture
@@ -45,30 +24,6 @@ def start(url: str, prompt: str, **body: Any) -> dict[str, Any]:
     response = httpx.post(f"{url}/projects/demo/runs", json=body, timeout=30)
     assert response.status_code == 202, response.text
     return response.json()
-
-
-def post(url: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
-    return httpx.post(f"{url}{path}", json=body or {}, timeout=30)
-
-
-def follow(url: str, run: dict[str, Any], act: Callable[[Event], None]) -> list[Event]:
-    """Reads the stream to `done`, calling `act` on each event as it arrives."""
-    events: list[Event] = []
-    with (
-        httpx.Client(base_url=url, timeout=60) as client,
-        connect_sse(client, "GET", run["stream_url"]) as source,
-    ):
-        for sse in source.iter_sse():
-            if not sse.data:
-                continue
-            event = (int(sse.id) if sse.id else None, sse.event, json.loads(sse.data))
-            events.append(event)
-            act(event)
-    return events
-
-
-def turn_ends(events: list[Event]) -> list[dict[str, Any]]:
-    return [d for _, name, d in events if name == "output" and d["type"] == "turn_end"]
 
 
 def named(events: list[Event], wanted: str) -> list[dict[str, Any]]:

@@ -80,7 +80,7 @@ def test_a_file_template_and_an_api_template_are_listed_and_only_one_can_change(
     [
         ("kube: {colour: blue}\n", "kube.colour"),
         ("max_turns: 0\n", "max_turns"),
-        ("max_turns: '3'\n", "max_turns"),
+        ("max_turns: 2.5\n", "max_turns"),
         ("permission_mode: yolo\n", "permission_mode"),
         ("allowed_tools: ['a,b']\n", "allowed_tools.0"),
         ("interactive: 1\n", "interactive"),
