@@ -17,7 +17,7 @@ import pytest
 from domain.webhooks import WebhookPolicy, WebhookRefused, sign
 from tests.fakes.servers import RunningServer
 from tests.fakes.webhook_receiver import WebhookReceiver
-from tests.integration.helpers import read_stream, wait_until
+from tests.integration.helpers import follow_with_resume, read_stream, wait_until
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 FAST = {"webhook_allow_private": True, "webhook_first_backoff_s": 0.05}
@@ -128,7 +128,7 @@ def test_a_delivery_pending_across_a_restart_with_redis_is_still_delivered(
     first = start_gateway(**settings)
     configure(first.url, f"http://127.0.0.1:{port}/hook", ["run.finished"])
     started = httpx.post(f"{first.url}/projects/demo/runs", json={"prompt": "hi"}).json()
-    read_stream(first.url, started["stream_url"])
+    follow_with_resume(first.url, started["stream_url"])  # resumes if Redis is slow to answer
     deliveries = f"{first.url}/projects/demo/webhooks/deliveries"
     wait_until(lambda: (httpx.get(deliveries).json() or [{}])[0].get("attempts", 0) >= 2)
     pending = httpx.get(deliveries).json()[0]
