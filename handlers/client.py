@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import time
 from collections.abc import Mapping
@@ -220,12 +221,29 @@ def ci_command(environ: Mapping[str, str]) -> int:
     if metadata:
         body["metadata"] = metadata
     project, key = environ["PLUGIN_PROJECT"], environ.get("PLUGIN_API_KEY") or None
-    return _start_and_follow(environ["PLUGIN_URL"], key, project, body, interactive=False)
+    return _start_and_follow(
+        environ["PLUGIN_URL"], key, project, body, interactive=False, cancel_on_term=True
+    )
+
+
+class Terminated(Exception):
+    """SIGTERM: Woodpecker cancels a step by stopping its container."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
 
 
 def _start_and_follow(
-    url: str, api_key: str | None, project: str, body: dict[str, Any], interactive: bool
+    url: str,
+    api_key: str | None,
+    project: str,
+    body: dict[str, Any],
+    interactive: bool,
+    cancel_on_term: bool = False,
 ) -> int:
+    """`cancel_on_term`: a SIGTERM cancels the run (a cancelled CI step leaves no agent
+    working) and the command exits 143."""
     with _client(url, api_key) as client:
         try:
             response = client.post(f"/projects/{project}/runs", json=body)
@@ -238,7 +256,14 @@ def _start_and_follow(
         if interactive:
             terminal = Terminal(client, f"/projects/{project}/runs/{started['run_id']}")
         follower = StreamFollower(client, started["stream_url"], terminal=terminal)
-        return _exit_code(follower.follow())
+        if cancel_on_term:
+            signal.signal(signal.SIGTERM, _raise_terminated)
+        try:
+            return _exit_code(follower.follow())
+        except Terminated:
+            cancelled = client.post(started["cancel_url"], timeout=60)
+            log.warning("cancelled by SIGTERM: the run is %s", cancelled.json().get("status"))
+            return 143
 
 
 def follow_command(args: argparse.Namespace) -> int:

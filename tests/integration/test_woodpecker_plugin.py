@@ -85,3 +85,27 @@ def test_the_example_pipeline_uses_the_settings_the_step_reads():
     assert set(settings) <= known and {"url", "project", "prompt"} <= set(settings)
     assert settings["api_key"] == {"from_secret": "agent_gateway_key"}
     assert 'ENTRYPOINT ["agent-gateway", "ci"]' in (root / "Dockerfile").read_text()
+
+
+def test_a_cancelled_step_cancels_its_run(start_gateway):
+    import signal
+
+    server = start_gateway()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_GATEWAY_", "PLUGIN_"))}
+    env.update({"PLUGIN_URL": server.url, "PLUGIN_PROJECT": "demo", "PLUGIN_PROMPT": "slow"})
+    step_process = subprocess.Popen(
+        [sys.executable, "-m", "handlers.cli", "ci"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert step_process.stdout is not None
+    seen = ""
+    while "w2 " not in seen:  # the agent is working (its deltas come without newlines)
+        chunk = os.read(step_process.stdout.fileno(), 4096)
+        assert chunk, "the step ended before its agent worked"
+        seen += chunk.decode()
+    step_process.send_signal(signal.SIGTERM)  # Woodpecker cancels the step
+    assert step_process.wait(30) == 143
+    run = httpx.get(f"{server.url}/projects/demo/runs").json()[0]
+    assert run["status"] == "cancelled"
