@@ -34,9 +34,8 @@ from domain.model import (
     TurnRole,
     UserMessage,
 )
-from domain.templates import KubePlacement, Project, RunSettings, Template
-from domain.webhooks import Delivery, WebhookTarget
-from domain.woodpecker import WoodpeckerTarget
+from domain.templates import Project, RunSettings, Template, with_nested_options
+from domain.webhooks import Delivery
 
 Record = dict[str, Any]
 
@@ -254,18 +253,10 @@ def queued_record(entry: QueuedRun) -> Record:
 
 
 def queued_from_record(data: Record) -> QueuedRun:
-    request = dict(data["request"])
+    request = with_nested_options(dict(data["request"]))
     request["providers"] = tuple(request["providers"])
     for name in ("credentials", "allowed_tools", "disallowed_tools"):
         request[name] = tuple(request.get(name, ()))
-    if request.get("kube") is not None:
-        request["kube"] = KubePlacement(**request["kube"])
-    if request.get("woodpecker") is not None:
-        request["woodpecker"] = WoodpeckerTarget(**request["woodpecker"])
-    request["webhooks"] = tuple(
-        WebhookTarget(w["url"], tuple(w["events"]), w["secret"])
-        for w in request.get("webhooks", ())
-    )
     deadline = data["deadline"]
     return QueuedRun(
         data["run_id"],

@@ -24,7 +24,6 @@ from domain.model import (
     AgentResult,
     ErrorEvent,
     InputRequestEvent,
-    Outcome,
     OutputEvent,
     OutputType,
 )
@@ -264,11 +263,9 @@ class EventRedaction:
                 questions=value(event.questions),
             )
         if isinstance(event, AgentResult):
-            return replace(event, outcome=self.outcome(event.outcome), error=value(event.error))
+            outcome = replace(event.outcome, result=value(event.outcome.result))
+            return replace(event, outcome=outcome, error=value(event.error))
         return event
-
-    def outcome(self, outcome: Outcome) -> Outcome:
-        return replace(outcome, result=self.redactor.value(outcome.result))
 
 
 _STREAMED = (OutputType.TEXT, OutputType.THINKING)

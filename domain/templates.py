@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -78,20 +78,11 @@ class RunSettings:
             if value is None:
                 continue
             if isinstance(value, KubePlacement):
-                value = {f.name: getattr(value, f.name) for f in fields(KubePlacement)}
-                value = {k: v for k, v in value.items() if v is not None}
+                value = {k: v for k, v in asdict(value).items() if v is not None}
             elif isinstance(value, WoodpeckerTarget):
-                value = {
-                    "url": value.url,
-                    "repo": value.repo,
-                    "branch": value.branch,
-                    "token": value.token,
-                    "variables": dict(value.variables),
-                }
+                value = asdict(value)
             elif item.name == "webhooks":
-                value = [
-                    {"url": w.url, "events": list(w.events), "secret": w.secret} for w in value
-                ]
+                value = [asdict(w) for w in value]
             elif isinstance(value, tuple):
                 value = list(value)
             elif isinstance(value, Mapping):
@@ -114,19 +105,25 @@ class RunSettings:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> RunSettings:
-        values: dict[str, Any] = dict(record)
+        values = with_nested_options(dict(record))
         for name in ("provider", "allowed_tools", "disallowed_tools", "credentials"):
             if values.get(name) is not None:
                 values[name] = tuple(values[name])
-        if values.get("kube") is not None:
-            values["kube"] = KubePlacement(**values["kube"])
-        if values.get("woodpecker") is not None:
-            values["woodpecker"] = WoodpeckerTarget(**values["woodpecker"])
-        if values.get("webhooks") is not None:
-            values["webhooks"] = tuple(
-                WebhookTarget(w["url"], tuple(w["events"]), w["secret"]) for w in values["webhooks"]
-            )
         return cls(**values)
+
+
+def with_nested_options(values: dict[str, Any]) -> dict[str, Any]:
+    """`kube`, `woodpecker` and `webhooks` of a stored record (a template's settings, a
+    queued request) as their domain values, where present."""
+    if values.get("kube") is not None:
+        values["kube"] = KubePlacement(**values["kube"])
+    if values.get("woodpecker") is not None:
+        values["woodpecker"] = WoodpeckerTarget(**values["woodpecker"])
+    if values.get("webhooks") is not None:
+        values["webhooks"] = tuple(
+            WebhookTarget(w["url"], tuple(w["events"]), w["secret"]) for w in values["webhooks"]
+        )
+    return values
 
 
 NO_SETTINGS = RunSettings()

@@ -162,7 +162,6 @@ class Webhooks:
         self._policy = policy
         self._wake = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
-        self.jitter: Callable[[], float] = random.random
 
     def notify(self, run: Run, event_type: str, targets: tuple[WebhookTarget, ...]) -> None:
         """Never waits: the outbox write happens in a task of its own."""
@@ -242,7 +241,7 @@ class Webhooks:
             status, next_at = "delivered", now
         elif may_retry and young:
             status = "pending"
-            next_at = now + timedelta(seconds=backoff_s(attempts, policy, self.jitter))
+            next_at = now + timedelta(seconds=backoff_s(attempts, policy, random.random))
         else:
             status, next_at = "failed", now
         await self._outbox.save(

@@ -116,12 +116,50 @@ def build_runner(settings: Settings) -> ProcessRunner:
     )
 
 
-def build_credentials(
-    settings: Settings, store: CredentialStore | None, clock: Clock
-) -> Credentials:
-    """The key ring, and the credential store of the backend (None: in memory). Without a
-    configured ring, credentials in memory are sealed with a key of this process (they die
-    with it); a persistent store takes none."""
+@dataclass(frozen=True)
+class PlatformStores:
+    """Where credentials, templates and projects, and webhook deliveries live, beside the
+    runs' Storage; `persistent`: they outlive the process (Redis, PostgreSQL)."""
+
+    credentials: CredentialStore
+    templates: TemplateStore
+    projects: ProjectStore
+    outbox: WebhookOutbox
+    persistent: bool
+
+
+def build_platform_stores(settings: Settings, storage: Storage | None) -> PlatformStores:
+    """On the backend of the Storage the settings built (None: a Storage handed in, and
+    these in memory): PostgreSQL on its pool, Redis on one client of their own."""
+    if storage is not None and settings.database_url is not None:
+        from adapters.postgres import (
+            PostgresCatalog,
+            PostgresCredentialStore,
+            PostgresRunStore,
+            PostgresWebhookOutbox,
+        )
+
+        assert isinstance(storage.store, PostgresRunStore)  # the database's own pool
+        pool = storage.store.pool
+        catalog = PostgresCatalog(pool)
+        return PlatformStores(
+            PostgresCredentialStore(pool), catalog, catalog, PostgresWebhookOutbox(pool), True
+        )
+    if storage is not None and settings.event_backend == "redis":
+        from adapters.redis_store import open_platform_stores
+
+        credentials, shared, outbox = open_platform_stores(settings.redis_url)
+        return PlatformStores(credentials, shared, shared, outbox, True)
+    from adapters.memory import MemoryCatalog, MemoryCredentialStore, MemoryWebhookOutbox
+
+    memory = MemoryCatalog()
+    return PlatformStores(MemoryCredentialStore(), memory, memory, MemoryWebhookOutbox(), False)
+
+
+def build_credentials(settings: Settings, stores: PlatformStores, clock: Clock) -> Credentials:
+    """The key ring over the stores' credentials. Without a configured ring, credentials
+    in memory are sealed with a key of this process (they die with it); persistent stores
+    take none."""
     from adapters.aes_gcm import AesGcmKeyRing
 
     cipher = None
@@ -130,11 +168,9 @@ def build_credentials(
             cipher = AesGcmKeyRing.from_setting(settings.credential_keys)
         except ValueError as exc:
             raise SettingsError(f"{KEYS_SETTING}: {exc}") from exc
-    if store is not None:
-        return Credentials(store, cipher, clock)
-    from adapters.memory import MemoryCredentialStore
-
-    return Credentials(MemoryCredentialStore(), cipher or AesGcmKeyRing.ephemeral(), clock)
+    if cipher is None and not stores.persistent:
+        cipher = AesGcmKeyRing.ephemeral()
+    return Credentials(stores.credentials, cipher, clock)
 
 
 def load_template_files(folder: Path, clock: Clock) -> dict[str, Template]:
@@ -160,52 +196,24 @@ def load_template_files(folder: Path, clock: Clock) -> dict[str, Template]:
     return templates
 
 
-def build_catalog(
-    settings: Settings, stores: tuple[TemplateStore, ProjectStore] | None, clock: Clock
-) -> TemplateCatalog:
-    """Templates and projects in `stores` (None: in memory), plus the templates of
-    AGENT_GATEWAY_TEMPLATES_DIR."""
+def build_catalog(settings: Settings, stores: PlatformStores, clock: Clock) -> TemplateCatalog:
+    """Templates and projects in the stores, plus those of AGENT_GATEWAY_TEMPLATES_DIR."""
     from_files = {}
     if settings.templates_dir is not None:
         from_files = load_template_files(settings.templates_dir, clock)
-    if stores is None:
-        from adapters.memory import MemoryCatalog
-
-        memory = MemoryCatalog()
-        stores = memory, memory
-    return TemplateCatalog(*stores, clock, from_files, settings.webhook_allow_private)
-
-
-def build_catalog_stores(
-    settings: Settings, storage: Storage
-) -> tuple[TemplateStore, ProjectStore] | None:
-    """Where the settings keep templates and projects: the database, Redis, or memory."""
-    if settings.database_url is not None:
-        from adapters.postgres import PostgresCatalog, PostgresRunStore
-
-        assert isinstance(storage.store, PostgresRunStore)  # the database's own pool
-        catalog = PostgresCatalog(storage.store.pool)
-        return catalog, catalog
-    if settings.event_backend == "redis":
-        from adapters.redis_store import open_catalog
-
-        shared = open_catalog(settings.redis_url)
-        return shared, shared
-    return None
+    return TemplateCatalog(
+        stores.templates, stores.projects, clock, from_files, settings.webhook_allow_private
+    )
 
 
 def build_webhooks(
-    settings: Settings, outbox: WebhookOutbox | None, credentials: Credentials, clock: Clock
+    settings: Settings, outbox: WebhookOutbox, credentials: Credentials, clock: Clock
 ) -> tuple[Webhooks, Resource]:
-    """The webhooks use case over `outbox` (None: in memory), sending over HTTP; the sender
-    is a resource (its connections close with the gateway)."""
+    """The webhooks use case over the outbox, sending over HTTP; the sender is a resource
+    (its connections close with the gateway)."""
     from adapters.http_webhooks import HttpWebhookSender
     from handlers.schemas import webhook_body
 
-    if outbox is None:
-        from adapters.memory import MemoryWebhookOutbox
-
-        outbox = MemoryWebhookOutbox()
     policy = WebhookPolicy(
         first_backoff_s=settings.webhook_first_backoff_s,
         give_up_after_s=settings.webhook_give_up_after_s,
@@ -213,34 +221,6 @@ def build_webhooks(
     )
     sender = HttpWebhookSender()
     return Webhooks(outbox, sender, credentials, clock, webhook_body, policy), sender
-
-
-def build_webhook_outbox(settings: Settings, storage: Storage) -> WebhookOutbox | None:
-    """Where the settings keep webhook deliveries: the database, Redis, or memory."""
-    if settings.database_url is not None:
-        from adapters.postgres import PostgresRunStore, PostgresWebhookOutbox
-
-        assert isinstance(storage.store, PostgresRunStore)  # the database's own pool
-        return PostgresWebhookOutbox(storage.store.pool)
-    if settings.event_backend == "redis":
-        from adapters.redis_store import open_webhook_outbox
-
-        return open_webhook_outbox(settings.redis_url)
-    return None
-
-
-def build_credential_store(settings: Settings, storage: Storage) -> CredentialStore | None:
-    """Where the settings keep credentials: the database, Redis, or (None) memory."""
-    if settings.database_url is not None:
-        from adapters.postgres import PostgresCredentialStore, PostgresRunStore
-
-        assert isinstance(storage.store, PostgresRunStore)  # the database's own pool
-        return PostgresCredentialStore(storage.store.pool)
-    if settings.event_backend == "redis":
-        from adapters.redis_store import open_credential_store
-
-        return open_credential_store(settings.redis_url)
-    return None
 
 
 def build_storage(settings: Settings, clock: Clock) -> tuple[Storage, list[Resource]]:
@@ -370,13 +350,12 @@ def build_gateway(
     and `clock` replace what the settings would pick."""
     clock = clock or SystemClock()
     resources: list[Resource] = []
-    credential_store, catalog_stores, outbox = None, None, None
+    built: Storage | None = None
     if storage is None:
         storage, resources = build_storage(settings, clock)
-        credential_store = build_credential_store(settings, storage)
-        catalog_stores = build_catalog_stores(settings, storage)
-        outbox = build_webhook_outbox(settings, storage)
-    catalog = build_catalog(settings, catalog_stores, clock)
+        built = storage
+    stores = build_platform_stores(settings, built)
+    catalog = build_catalog(settings, stores, clock)
     if agents is None:
         agents = {
             name: build_agent(name, settings, storage.store, runner)
@@ -395,8 +374,8 @@ def build_gateway(
         max_subscribers_per_stream=settings.max_subscribers_per_stream,
     )
     interaction = InteractionLimits(settings.idle_timeout_s, settings.input_timeout_s)
-    credentials = build_credentials(settings, credential_store, clock)
-    webhooks, sender = build_webhooks(settings, outbox, credentials, clock)
+    credentials = build_credentials(settings, stores, clock)
+    webhooks, sender = build_webhooks(settings, stores.outbox, credentials, clock)
     resources.append(sender)
     from adapters.woodpecker import WoodpeckerClient
 

@@ -83,9 +83,8 @@ class StartRunBody(BaseModel):
 
     def run_settings(self) -> RunSettings:
         """What the request sets (None: the project's, the template's or the default)."""
-        provider = self.provider
         return RunSettings(
-            provider=(provider,) if isinstance(provider, str) else _tuple(provider),
+            provider=_chain(self.provider),
             model=self.model,
             timeout_s=self.timeout_s,
             priority=self.priority,
@@ -94,6 +93,11 @@ class StartRunBody(BaseModel):
             metadata=self.metadata,
             credentials=_tuple(self.credentials),
         )
+
+
+def _chain(provider: str | list[str] | None) -> tuple[str, ...] | None:
+    """A provider or a fallback chain, as a chain."""
+    return (provider,) if isinstance(provider, str) else _tuple(provider)
 
 
 def _tuple(items: list[str] | None) -> tuple[str, ...] | None:
@@ -361,13 +365,12 @@ class TemplateBody(BaseModel):
     woodpecker: WoodpeckerBody | None = None
 
     def run_settings(self) -> RunSettings:
-        provider = self.provider
         kube = self.kube
         webhooks = None
         if self.webhooks:
             webhooks = tuple(WebhookTarget(w.url, tuple(w.events), w.secret) for w in self.webhooks)
         return RunSettings(
-            provider=(provider,) if isinstance(provider, str) else _tuple(provider),
+            provider=_chain(self.provider),
             model=self.model,
             append_system_prompt=self.append_system_prompt,
             allowed_tools=_tuple(self.allowed_tools),

@@ -16,10 +16,8 @@ __all__ = [
     "RedisRunQueue",
     "RedisRunStore",
     "RedisWebhookOutbox",
-    "open_catalog",
-    "open_credential_store",
+    "open_platform_stores",
     "open_redis",
-    "open_webhook_outbox",
 ]
 
 
@@ -37,16 +35,8 @@ def open_redis(
     return hub, RedisRunStore(client), RedisRunControl(client), RedisRunQueue(client)
 
 
-def open_credential_store(url: str) -> RedisCredentialStore:
-    """Credentials on a small client of their own: they are read once per run start."""
-    return RedisCredentialStore(redis.Redis.from_url(url, max_connections=8))
-
-
-def open_catalog(url: str) -> RedisCatalog:
-    """Templates and projects on a small client of their own: read once per run start."""
-    return RedisCatalog(redis.Redis.from_url(url, max_connections=8))
-
-
-def open_webhook_outbox(url: str) -> RedisWebhookOutbox:
-    """Deliveries on a small client of their own: the dispatcher's, not the streams'."""
-    return RedisWebhookOutbox(redis.Redis.from_url(url, max_connections=8))
+def open_platform_stores(url: str) -> tuple[RedisCredentialStore, RedisCatalog, RedisWebhookOutbox]:
+    """Credentials, templates and projects, webhook deliveries, on one small client of
+    their own: they are read once per run start or event, not per streamed event."""
+    client = redis.Redis.from_url(url, max_connections=16)
+    return RedisCredentialStore(client), RedisCatalog(client), RedisWebhookOutbox(client)
