@@ -4,6 +4,7 @@ cannot keep listening), reconnecting after a failure."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 
@@ -17,17 +18,22 @@ class Listener:
         self._url = url
         self._channel = channel
         self._connection: psycopg.AsyncConnection[object] | None = None
+        self._received: collections.deque[str] = collections.deque()
 
     async def next(self, timeout_s: float) -> str | None:
         """The payload of the next notification, or None after `timeout_s` or a failure
         (after a pause: the caller loops)."""
+        if self._received:
+            return self._received.popleft()
         try:
             if self._connection is None:
                 self._connection = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
                 await self._connection.execute(f"LISTEN {self._channel}")
+            # Run to its end: notifications that arrive in one packet come in one batch,
+            # and a generator left at its first would drop the rest of that batch.
             async for notify in self._connection.notifies(timeout=timeout_s, stop_after=1):
-                return notify.payload
-            return None
+                self._received.append(notify.payload)
+            return self._received.popleft() if self._received else None
         except (psycopg.Error, OSError) as exc:
             log.warning("PostgreSQL channel %s lost (%s); reconnecting", self._channel, exc)
             await self.close()
