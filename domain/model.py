@@ -389,6 +389,14 @@ class GapEvent:
     first_available: int
 
 
+@dataclass(frozen=True, slots=True)
+class RunChangedEvent:
+    """A run's record as it was just saved: the events of the runs feed (not of a run's
+    own stream)."""
+
+    run: Run
+
+
 StreamEvent = (
     OutputEvent
     | ErrorEvent
@@ -397,6 +405,7 @@ StreamEvent = (
     | InputResolvedEvent
     | DoneEvent
     | GapEvent
+    | RunChangedEvent
 )
 
 
@@ -417,6 +426,8 @@ def approximate_size(event: StreamEvent) -> int:
         return 200 + len(event.outcome.result or "")
     if isinstance(event, InputRequestEvent):
         return 200 + len(json.dumps(event.input, default=str))
+    if isinstance(event, RunChangedEvent):
+        return 1000 + len(event.run.outcome.result or "") + len(event.run.error or "")
     return 100  # a status, a resolution or a gap
 
 

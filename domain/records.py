@@ -26,6 +26,7 @@ from domain.model import (
     OutputType,
     QueuedRun,
     Run,
+    RunChangedEvent,
     RunStatus,
     Session,
     StatusEvent,
@@ -65,6 +66,8 @@ def event_record(event: StreamEvent) -> Record:
         return {"k": "i", **input_request_record(event)}
     if isinstance(event, InputResolvedEvent):
         return {"k": "r", "id": event.request_id, "d": event.decision, "by": event.by}
+    if isinstance(event, RunChangedEvent):
+        return {"k": "u", "run": run_record(event.run)}
     return {"k": "g", "f": event.first_available}
 
 
@@ -105,6 +108,8 @@ def event_from_record(data: Record) -> StreamEvent:
     if kind == "d":
         status = RunStatus(data["s"])
         return DoneEvent(status, Outcome(**data["o"]), data["ms"], data["pv"], data["er"])
+    if kind == "u":
+        return RunChangedEvent(run_from_record(data["run"]))
     return GapEvent(data["f"])
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
@@ -17,12 +18,14 @@ from pydantic import ValidationError
 
 from domain.access import Role
 from domain.credentials import Credentials
-from domain.errors import InvalidRequest, NotFound, SubscriberTooSlow
+from domain.errors import BackendUnavailable, InvalidRequest, NotFound, SubscriberTooSlow
 from domain.model import (
     MAX_CHAIN,
     Close,
     InputAnswer,
     Interrupt,
+    Run,
+    RunStatus,
     SequencedEvent,
     UserMessage,
 )
@@ -31,7 +34,14 @@ from domain.registry import ProviderRegistry
 from domain.runs import RunService
 from domain.templates import TemplateCatalog
 from handlers import sse
-from handlers.auth import Access, AuthMiddleware, authorize, authorize_all, may_read
+from handlers.auth import (
+    Access,
+    AuthMiddleware,
+    authorize,
+    authorize_all,
+    may_read,
+    readable_projects,
+)
 from handlers.bootstrap import Gateway
 from handlers.errors import install_error_handlers
 from handlers.limits import BodyLimitMiddleware, RateLimitMiddleware
@@ -57,6 +67,8 @@ from handlers.schemas import (
 from handlers.settings import Settings
 
 PROJECT_ID = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
+log = logging.getLogger(__name__)
+
 JSON = "application/json"
 ProjectId = Annotated[str, Path(pattern=PROJECT_ID, description="1-63 of [a-z0-9-]")]
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -110,6 +122,10 @@ async def _stream_chunks(
             yield sse.encode_batch(batch)
     except SubscriberTooSlow:
         return  # fell too far behind: the stream ends without done; resume with Last-Event-ID
+    except BackendUnavailable as exc:
+        # The event backend broke off mid-stream: a clean end without done, as above, tells
+        # the client to resume (elsewhere, or here once the backend is back).
+        log.warning("event stream ended early: %s", exc)
     finally:
         await batches.aclose()
 
@@ -226,7 +242,57 @@ async def list_runs(
 ) -> list[RunRecord]:
     """The project's recent runs, newest first."""
     authorize(request, project_id, Role.READ)
-    return [RunRecord.from_domain(run) for run in await service.list_runs(project_id, limit)]
+    runs = await service.list_runs([project_id], limit=limit)
+    return [RunRecord.from_domain(run) for run in runs]
+
+
+@router.get("/runs", response_model=list[RunRecord])
+async def list_all_runs(
+    request: Request,
+    service: Service,
+    status: RunStatus | None = None,
+    project: Annotated[str | None, Query(pattern=PROJECT_ID)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[RunRecord]:
+    """The newest runs across the projects the caller's key may read."""
+    projects = readable_projects(request)
+    if project is not None:
+        projects = frozenset({project}) if may_read(request, project) else frozenset()
+    if projects is not None and not projects:
+        return []
+    runs = await service.list_runs(projects, status, limit)
+    return [RunRecord.from_domain(run) for run in runs]
+
+
+@router.get(
+    "/events",
+    response_class=Response,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "the runs feed"}},
+)
+async def stream_run_changes(
+    request: Request,
+    service: Service,
+    settings: GatewaySettings,
+    project: Annotated[str | None, Query(pattern=PROJECT_ID)] = None,
+    last_event_id: Annotated[int | None, Query(ge=0)] = None,
+    last_event_id_header: Annotated[
+        str, Header(alias="Last-Event-ID", pattern=r"^\s*[0-9]*\s*$")
+    ] = "",
+) -> Response:
+    """A `run` event (the record) each time a run the caller may read changes, live, with
+    ids: resume with Last-Event-ID. It never ends on its own."""
+    after = last_event_id if last_event_id is not None else int(last_event_id_header.strip() or 0)
+
+    def shows(run: Run) -> bool:
+        return (project is None or run.project_id == project) and may_read(request, run.project_id)
+
+    return sse.event_stream(
+        _stream_chunks(service.open_feed(shows, after)),
+        settings.ping_interval_s,
+        settings.send_timeout_s,
+        service.note_slow_subscriber,
+        request.app.state.streams,
+    )
 
 
 @router.get("/projects/{project_id}/runs/{run_id}", response_model=RunRecord)
@@ -234,7 +300,11 @@ async def get_run(
     project_id: ProjectId, run_id: str, request: Request, service: Service
 ) -> RunRecord:
     authorize(request, project_id, Role.READ)
-    return RunRecord.from_domain(await service.get(project_id, run_id))
+    run = await service.get(project_id, run_id)
+    record = RunRecord.from_domain(run)
+    access: Access = request.app.state.gateway.access
+    record.stream_url = access.stream_url(run.project_id, run.stream_id)
+    return record
 
 
 @router.post("/projects/{project_id}/runs/{run_id}/cancel", response_model=RunRecord)

@@ -125,6 +125,14 @@ def may_read(request: Request, project_id: str) -> bool:
     return caller is None or caller.allows(project_id)
 
 
+def readable_projects(request: Request) -> frozenset[str] | None:
+    """The projects the caller may read; None: every project."""
+    caller: ApiKey | None = getattr(request.state, "caller", None)
+    if caller is None or "*" in caller.projects:
+        return None
+    return caller.projects
+
+
 def authorize(request: Request, project_id: str, role: Role) -> None:
     """Raises unless the caller may act on this project with this role. Another project's
     resources are 404, not 403, so ids do not leak."""

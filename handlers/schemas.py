@@ -21,13 +21,13 @@ from domain.model import (
     MAX_TIMEOUT_S,
     MAX_TURNS,
     Capabilities,
+    InputRequestEvent,
     Run,
     WaitingRun,
 )
 from domain.templates import KubePlacement, Project, RunSettings, Template
 from domain.webhooks import Delivery, WebhookTarget
 from domain.woodpecker import WoodpeckerTarget
-from handlers.sse import input_request_data
 
 Metadata = Annotated[
     dict[
@@ -130,6 +130,20 @@ class RunStarted(BaseModel):
         )
 
 
+def input_request_data(event: InputRequestEvent) -> dict[str, Any]:
+    """As the contract spells it, on the stream and in the run record's `pending_inputs`."""
+    data: dict[str, Any] = {
+        "request_id": event.request_id,
+        "kind": event.kind,
+        "tool": event.tool,
+        "input": event.input,
+        "description": event.description,
+    }
+    if event.questions is not None:
+        data["questions"] = event.questions
+    return data
+
+
 class RunRecord(BaseModel):
     run_id: str
     project_id: str
@@ -154,6 +168,9 @@ class RunRecord(BaseModel):
     settings: dict[str, Any] = Field(description="what the run was started with, as set")
     pipeline: dict[str, Any] | None = Field(
         description="the Woodpecker pipeline its success started: number, link, status, or error"
+    )
+    stream_url: str | None = Field(
+        None, description="its event stream, signed for the caller (GET of one run only)"
     )
 
     @classmethod

@@ -21,10 +21,12 @@ from domain.model import (
     InputRequestEvent,
     InputResolvedEvent,
     OutputEvent,
+    RunChangedEvent,
     SequencedEvent,
     StatusEvent,
     StreamEvent,
 )
+from handlers.schemas import RunRecord, input_request_data
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -36,6 +38,7 @@ EVENT_NAMES: dict[type, bytes] = {
     InputResolvedEvent: b"input_resolved",
     DoneEvent: b"done",
     GapEvent: b"gap",
+    RunChangedEvent: b"run",
 }
 
 
@@ -74,21 +77,9 @@ def event_data(event: StreamEvent) -> dict[str, Any]:
             "model": outcome.model,
             "error": event.error,
         }
+    if isinstance(event, RunChangedEvent):
+        return RunRecord.from_domain(event.run).model_dump(mode="json")
     return {"first_available": event.first_available}
-
-
-def input_request_data(event: InputRequestEvent) -> dict[str, Any]:
-    """As the contract spells it, on the stream and in the run record's `pending_inputs`."""
-    data: dict[str, Any] = {
-        "request_id": event.request_id,
-        "kind": event.kind,
-        "tool": event.tool,
-        "input": event.input,
-        "description": event.description,
-    }
-    if event.questions is not None:
-        data["questions"] = event.questions
-    return data
 
 
 def to_json(data: Any) -> bytes:

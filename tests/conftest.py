@@ -100,12 +100,21 @@ def fake_kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def redis_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from tests.fakes.redis_server import RedisServer
 
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def redis_server(redis_process: Any) -> Any:
+    """One redis-server for the session, empty at each test's start: runs, queue entries,
+    leases and templates of an earlier test would otherwise be taken up by this one's
+    replicas (its queue dispatcher starts them, its lease keeper finishes them)."""
+    redis_process.flush()
+    return redis_process
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from domain.model import Run, Session
+from domain.model import Run, RunStatus, Session
 
 
 class MemoryRunStore:
@@ -42,10 +42,25 @@ class MemoryRunStore:
         run_id = self._by_stream.get(stream_id)
         return self._runs.get(run_id) if run_id else None
 
-    async def list_for_project(self, project_id: str, limit: int = 100) -> list[Run]:
+    async def list_recent(
+        self,
+        projects: Collection[str] | None,
+        status: RunStatus | None = None,
+        limit: int = 100,
+    ) -> list[Run]:
         # Insertion order is creation order; wall clock time may step backwards.
-        run_ids = self._by_project.get(project_id, [])[::-1][:limit]
-        return [self._runs[run_id] for run_id in run_ids]
+        if projects is not None and len(projects) == 1:
+            (project_id,) = projects
+            candidates = (self._runs[r] for r in reversed(self._by_project.get(project_id, [])))
+        else:
+            candidates = reversed(self._runs.values())
+        found = []
+        for run in candidates:
+            if (projects is None or run.project_id in projects) and status in (None, run.status):
+                found.append(run)
+                if len(found) == limit:
+                    break
+        return found
 
     async def save_session(self, session: Session) -> None:
         self._sessions.pop(session.session_id, None)  # most recently used last

@@ -147,6 +147,17 @@ CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
 CREATE INDEX webhook_deliveries_project ON webhook_deliveries (project_id, created_at);
 """,
     ),
+    (
+        7,
+        "runs listed by status across projects (the console)",
+        """
+ALTER TABLE runs ADD COLUMN status text;
+-- json, not jsonb: it takes what jsonb refuses (NUL escapes) and reads only the status
+UPDATE runs SET status = convert_from(record, 'UTF8')::json ->> 'status';
+ALTER TABLE runs ALTER COLUMN status SET NOT NULL;
+CREATE INDEX runs_by_status ON runs (status, created_at DESC);
+""",
+    ),
 ]
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from psycopg_pool import AsyncConnectionPool
 
 from adapters.postgres.errors import translated
 from adapters.stored_json import decode_run, decode_session, encode_run, encode_session
-from domain.model import Run, Session
+from domain.model import Run, RunStatus, Session
 
 
 class PostgresRunStore:
@@ -22,11 +24,18 @@ class PostgresRunStore:
     async def save(self, run: Run) -> None:
         async with self._pool.connection() as connection:
             await connection.execute(
-                "INSERT INTO runs (run_id, project_id, stream_id, created_at, record)"
-                " VALUES (%s, %s, %s, %s, %s)"
+                "INSERT INTO runs (run_id, project_id, stream_id, created_at, status, record)"
+                " VALUES (%s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (run_id) DO UPDATE"
-                " SET record = excluded.record, updated_at = now()",
-                (run.run_id, run.project_id, run.stream_id, run.created_at, encode_run(run)),
+                " SET record = excluded.record, status = excluded.status, updated_at = now()",
+                (
+                    run.run_id,
+                    run.project_id,
+                    run.stream_id,
+                    run.created_at,
+                    run.status.value,
+                    encode_run(run),
+                ),
             )
 
     @translated
@@ -43,11 +52,23 @@ class PostgresRunStore:
         return decode_run(row[0]) if row else None
 
     @translated
-    async def list_for_project(self, project_id: str, limit: int = 100) -> list[Run]:
+    async def list_recent(
+        self,
+        projects: Collection[str] | None,
+        status: RunStatus | None = None,
+        limit: int = 100,
+    ) -> list[Run]:
         async with self._pool.connection() as connection:
             cursor = await connection.execute(
-                "SELECT record FROM runs WHERE project_id = %s ORDER BY created_at DESC LIMIT %s",
-                (project_id, limit),
+                "SELECT record FROM runs"
+                " WHERE (%(projects)s::text[] IS NULL OR project_id = ANY(%(projects)s))"
+                " AND (%(status)s::text IS NULL OR status = %(status)s)"
+                " ORDER BY created_at DESC LIMIT %(limit)s",
+                {
+                    "projects": None if projects is None else list(projects),
+                    "status": None if status is None else status.value,
+                    "limit": limit,
+                },
             )
             return [decode_run(record) for (record,) in await cursor.fetchall()]
 

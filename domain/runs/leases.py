@@ -3,9 +3,9 @@ requests from the others, and finishes the runs of a replica that died."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
+from domain.background import serve_together
 from domain.logcontext import working_for
 from domain.model import Outcome, RunStatus
 from domain.runs.active import ActiveRuns
@@ -48,9 +48,10 @@ class LeaseKeeper:
         self._on_input = on_input  # an interactive run's input sent to another replica
 
     async def serve(self) -> None:
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._control.serve(self._stopper.cancel_if_owned, self._on_input))
-            tasks.create_task(self._keep_leases())
+        await serve_together(
+            self._control.serve(self._stopper.cancel_if_owned, self._on_input),
+            self._keep_leases(),
+        )
 
     async def _keep_leases(self) -> None:
         while True:

@@ -9,6 +9,7 @@ import logging
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from domain.background import serve_together
 from domain.errors import CredentialUnreadable, InvalidRequest, ProviderUnavailable, QueueFull
 from domain.logcontext import bind_run, working_for
 from domain.model import AgentRequest, Outcome, QueuedRun, Run, RunStatus, StatusEvent, WaitingRun
@@ -112,10 +113,7 @@ class RunQueueing:
         return await self._queue.listing()
 
     async def serve(self) -> None:
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._start_while_room())
-            tasks.create_task(self._wake_on_push())
-            tasks.create_task(self._tick())
+        await serve_together(self._start_while_room(), self._wake_on_push(), self._tick())
 
     async def _wake_on_push(self) -> None:
         while True:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Callable, Collection
+from dataclasses import dataclass, replace
 
+from domain.background import serve_together
 from domain.clock import SystemClock
 from domain.credentials import Credentials
 from domain.errors import InputNotAccepted, InvalidRequest, RunNotFound
@@ -26,6 +27,7 @@ from domain.model import (
 from domain.redaction import ValuesInUse
 from domain.registry import ProviderRegistry
 from domain.runs.active import ActiveRuns
+from domain.runs.feed import FeedingRunStore, RunFeed
 from domain.runs.interaction import InteractionLimits, RunInteraction, no_such_request
 from domain.runs.leases import LeaseKeeper
 from domain.runs.lifecycle import RunLifecycle, RunLimits
@@ -88,7 +90,9 @@ class RunService:
         self.values_in_use = ValuesInUse()  # for the log lines: handlers/logs.py
         self._catalog = catalog
         self._webhooks = webhooks
-        self._storage = storage
+        self._feed = RunFeed(storage.hub)
+        store = FeedingRunStore(storage.store, self._feed)
+        self._storage = storage = replace(storage, store=store)
         self._new_id = new_id
         self._active = ActiveRuns()
         self._background: set[asyncio.Task[Run]] = set()
@@ -266,9 +270,16 @@ class RunService:
             raise RunNotFound(project_id, run_id)
         return run
 
-    async def list_runs(self, project_id: str, limit: int = 100) -> list[Run]:
-        validate_project_id(project_id)
-        return await self._storage.store.list_for_project(project_id, limit)
+    async def list_runs(
+        self,
+        projects: Collection[str] | None,
+        status: RunStatus | None = None,
+        limit: int = 100,
+    ) -> list[Run]:
+        """The newest runs of `projects` (None: of every project), of `status` if given."""
+        for project_id in projects or ():
+            validate_project_id(project_id)
+        return await self._storage.store.list_recent(projects, status, limit)
 
     async def queue(self) -> list[WaitingRun]:
         """The waiting runs of the deployment, next first."""
@@ -279,17 +290,23 @@ class RunService:
     ) -> AsyncGenerator[list[SequencedEvent], None]:
         return await self._subscribers.open(project_id, stream_id, after_seq)
 
+    def open_feed(
+        self, shows: Callable[[Run], bool], after_seq: int = 0
+    ) -> AsyncGenerator[list[SequencedEvent], None]:
+        """The runs feed after `after_seq`: the records `shows` lets through as they are
+        saved, counted like a run's stream."""
+        return self._subscribers.open_feed(self._feed, shows, after_seq)
+
     def note_slow_subscriber(self) -> None:
         self._subscribers.note_slow()
 
     async def serve_control(self) -> None:
         """Runs until cancelled: cancel requests of other replicas, leases, orphans, and
         the queue (starts, timeouts, positions)."""
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._leases.serve())
-            tasks.create_task(self._queueing.serve())
-            if self._webhooks is not None:
-                tasks.create_task(self._webhooks.serve())
+        loops = [self._leases.serve(), self._queueing.serve()]
+        if self._webhooks is not None:
+            loops.append(self._webhooks.serve())
+        await serve_together(*loops)
 
     async def shutdown(self, grace_s: float) -> None:
         """Refuses new runs, ends the runs waiting in a queue that dies with this process,

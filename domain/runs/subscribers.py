@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 
 from domain.errors import LimitExceeded, StreamNotFound, SubscriberTooSlow
-from domain.model import SequencedEvent, validate_project_id
+from domain.model import Run, SequencedEvent, validate_project_id
+from domain.runs.feed import FEED_STREAM, RunFeed
 from domain.stats import GatewayStats
 from ports.event_hub import EventHub
 from ports.run_store import RunStore
@@ -50,6 +51,13 @@ class Subscribers:
             self._release(stream_id)
             raise
         return self._counted(stream_id, batches)
+
+    def open_feed(
+        self, feed: RunFeed, shows: Callable[[Run], bool], after_seq: int = 0
+    ) -> AsyncGenerator[list[SequencedEvent], None]:
+        """The runs feed, admitted and counted as one more stream."""
+        self._admit(FEED_STREAM)
+        return self._counted(FEED_STREAM, feed.subscribe(max(after_seq, 0), shows))
 
     def _admit(self, stream_id: str) -> None:
         if self._max_total is not None and self._stats.subscribers >= self._max_total:

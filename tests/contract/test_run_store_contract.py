@@ -67,10 +67,34 @@ async def test_runs_are_listed_per_project_newest_first(store):
     for i in range(5):
         await store.save(make_run(i))
     await store.save(make_run(9, project="other"))
-    listed = await store.list_for_project("demo", limit=3)
+    listed = await store.list_recent(["demo"], limit=3)
     assert [r.run_id for r in listed] == ["run4", "run3", "run2"]
-    assert [r.run_id for r in await store.list_for_project("other")] == ["run9"]
-    assert await store.list_for_project("empty") == []
+    assert [r.run_id for r in await store.list_recent(["other"])] == ["run9"]
+    assert await store.list_recent(["empty"]) == []
+
+
+async def test_runs_are_listed_across_projects_and_by_status(store):
+    for i in range(6):
+        run = make_run(i, project=("a", "b", "c")[i % 3])
+        await store.save(replace(run, status=RunStatus.SUCCEEDED) if i % 2 else run)
+    assert [r.run_id for r in await store.list_recent(None)] == [
+        f"run{i}" for i in range(5, -1, -1)
+    ]
+    assert [r.run_id for r in await store.list_recent(["a", "c"])] == [
+        "run5",
+        "run3",
+        "run2",
+        "run0",
+    ]
+    running = await store.list_recent(None, RunStatus.RUNNING)
+    assert [r.run_id for r in running] == ["run4", "run2", "run0"]
+    done_in_b = await store.list_recent(["b"], RunStatus.SUCCEEDED, limit=1)
+    assert [r.run_id for r in done_in_b] == ["run1"]
+    # a record saved again (its status changed) keeps its place and shows its new status
+    await store.save(replace(make_run(0, project="a"), status=RunStatus.FAILED))
+    assert [r.run_id for r in await store.list_recent(None, RunStatus.RUNNING)] == ["run4", "run2"]
+    assert (await store.list_recent(None, limit=6))[-1].status is RunStatus.FAILED
+    assert await store.list_recent([], limit=5) == []
 
 
 async def test_sessions(store):

@@ -47,6 +47,12 @@ class RedisServer:
                 time.sleep(0.02)
         raise RuntimeError("redis-server did not start")
 
+    def flush(self) -> None:
+        """Every key gone (FLUSHALL), for a test that must not see another's state."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+            sock.sendall(b"*1\r\n$8\r\nFLUSHALL\r\n")
+            assert sock.recv(64).startswith(b"+OK"), "FLUSHALL failed"
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()

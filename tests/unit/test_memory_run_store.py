@@ -22,7 +22,7 @@ async def test_the_oldest_finished_runs_go_first_and_running_ones_stay():
         True,
     ]
     assert await store.find_by_stream("stream1") is None
-    assert await store.list_for_project("p1") == []
+    assert await store.list_recent(["p1"]) == []
     assert len(store._by_project) == 3  # the projects of forgotten runs are forgotten too
 
 
@@ -30,4 +30,4 @@ async def test_each_project_keeps_at_most_its_own_limit():
     store = MemoryRunStore(max_runs_per_project=2)
     for i in range(4):
         await store.save(replace(make_run(i), status=RunStatus.FAILED))
-    assert [run.run_id for run in await store.list_for_project("demo")] == ["run3", "run2"]
+    assert [run.run_id for run in await store.list_recent(["demo"])] == ["run3", "run2"]
