@@ -54,7 +54,9 @@ SETTINGS = {
 }
 # The document of an app built with the same settings: compared with the served one below.
 DOCUMENT = create_app(build_gateway(Settings(**SETTINGS))).openapi()
-schema = schemathesis.openapi.from_dict(DOCUMENT)
+# The runs feed never ends (it is live until the client leaves): a client that reads a
+# whole body would wait forever. tests/integration/test_runs_feed.py covers it.
+schema = schemathesis.openapi.from_dict(DOCUMENT).exclude(path="/events")
 
 
 @pytest.fixture(scope="module")
