@@ -1,7 +1,7 @@
 # Everything a fresh machine needs comes from this repository's own files:
 # Python packages from pyproject.toml, the claude CLI and opencode for the tests from
 # tests/agents/package-lock.json, the claude CLI that `serve` falls back on from
-# deploy/claude-code/package-lock.json, redis-server and postgresql from Debian.
+# deploy/claude-code/package-lock.json, redis-server, postgresql and chromium from Debian.
 VENV := .venv
 BIN := $(VENV)/bin
 AGENTS := tests/agents
@@ -10,7 +10,7 @@ CLAUDE_CODE := deploy/claude-code
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: serve test lint bench clean redis-server postgresql
+.PHONY: serve test lint bench clean redis-server postgresql chromium screenshots
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -43,6 +43,11 @@ postgresql:
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || $(APT) install -y postgresql \
 		|| ($(APT) update && $(APT) install -y postgresql)
 
+# Debian's chromium, driven headless by Playwright in the console's tests.
+chromium:
+	command -v chromium >/dev/null || $(APT) install -y chromium \
+		|| ($(APT) update && $(APT) install -y chromium)
+
 # The pinned claude CLI comes last on PATH: a `claude` of your own (or
 # AGENT_GATEWAY_CLAUDE_COMMAND) is used first.
 serve: $(VENV)/.installed $(CLAUDE_CODE)/node_modules/.installed
@@ -53,8 +58,12 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: $(VENV)/.installed $(AGENTS)/node_modules/.installed redis-server postgresql lint
+test: $(VENV)/.installed $(AGENTS)/node_modules/.installed redis-server postgresql chromium lint
 	$(BIN)/pytest
+
+# The README's pictures of the console, taken by its tests.
+screenshots: $(VENV)/.installed $(AGENTS)/node_modules/.installed chromium
+	CONSOLE_SCREENSHOTS_DIR=tests/e2e/screenshots $(BIN)/pytest -q tests/e2e/test_console.py
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/stream_bench.py

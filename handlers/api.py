@@ -16,7 +16,7 @@ from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 
-from domain.access import Role
+from domain.access import ApiKey, Role
 from domain.credentials import Credentials
 from domain.errors import BackendUnavailable, InvalidRequest, NotFound, SubscriberTooSlow
 from domain.model import (
@@ -33,7 +33,7 @@ from domain.ratelimit import TokenBuckets
 from domain.registry import ProviderRegistry
 from domain.runs import RunService
 from domain.templates import TemplateCatalog
-from handlers import sse
+from handlers import console, sse
 from handlers.auth import (
     Access,
     AuthMiddleware,
@@ -48,6 +48,7 @@ from handlers.limits import BodyLimitMiddleware, RateLimitMiddleware
 from handlers.metrics import Metrics
 from handlers.schemas import (
     AnswerBody,
+    CallerInfo,
     ClaudeRunBody,
     CredentialBody,
     CredentialInfo,
@@ -500,6 +501,15 @@ async def list_queue(request: Request, service: Service) -> list[QueueEntry]:
     ]
 
 
+@router.get("/whoami", response_model=CallerInfo)
+async def whoami(request: Request) -> CallerInfo:
+    """The caller's key: its name, role and projects."""
+    caller: ApiKey | None = getattr(request.state, "caller", None)
+    if caller is None:  # auth is off: loopback, anyone may do anything
+        return CallerInfo(name=None, role=Role.ADMIN, projects=["*"])
+    return CallerInfo(name=caller.name, role=caller.role, projects=sorted(caller.projects))
+
+
 @router.get("/providers", response_model=list[ProviderInfo])
 async def list_providers(registry: Registry) -> list[ProviderInfo]:
     return [ProviderInfo.from_domain(*entry) for entry in registry.describe()]
@@ -583,6 +593,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.state.metrics = Metrics(gateway.service)
     install_error_handlers(app, _methods_of_path)
     app.include_router(router)
+    app.include_router(console.router)
     settings = gateway.settings
     # Added last = runs first: body limits, then auth, then the rate of the caller found.
     if settings.rate_limit_per_s > 0:

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from domain.access import ApiKey, KeyRing, Role, StreamTokens
 from domain.errors import Forbidden, NotFound, Unauthenticated
+from handlers.console import is_console_path
 from handlers.errors import send_error
 
 log = logging.getLogger(__name__)
@@ -81,9 +82,9 @@ class Access:
 
 
 class AuthMiddleware:
-    """Authenticates every HTTP request but /healthz: an API key (X-API-Key or
-    Authorization: Bearer), or, on a stream's own URL, its signed token. The caller is put
-    in `request.state.caller`; routes check project scope and role."""
+    """Authenticates every HTTP request but /healthz and the console's files: an API key
+    (X-API-Key or Authorization: Bearer), or, on a stream's own URL, its signed token. The
+    caller is put in `request.state.caller`; routes check project scope and role."""
 
     def __init__(self, app: ASGIApp, access: Access) -> None:
         self._app = app
@@ -91,7 +92,7 @@ class AuthMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         keys = self._access.keys
-        if scope["type"] != "http" or keys is None or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or keys is None or self._is_open(scope["path"]):
             await self._app(scope, receive, send)
             return
         caller = self._caller(scope, keys.ring())
@@ -100,6 +101,10 @@ class AuthMiddleware:
             return
         scope.setdefault("state", {})["caller"] = caller
         await self._app(scope, receive, send)
+
+    @staticmethod
+    def _is_open(path: str) -> bool:
+        return path in OPEN_PATHS or is_console_path(path)
 
     def _caller(self, scope: Scope, ring: KeyRing) -> ApiKey | None:
         headers = Headers(scope=scope)

@@ -144,6 +144,14 @@ def input_request_data(event: InputRequestEvent) -> dict[str, Any]:
     return data
 
 
+class CallerInfo(BaseModel):
+    """Who the caller's key is (the console shows only what it may do)."""
+
+    name: str | None = Field(description="the key's name; null when auth is off")
+    role: str
+    projects: list[str] = Field(description="the projects it may read; ['*'] for all")
+
+
 class RunRecord(BaseModel):
     run_id: str
     project_id: str

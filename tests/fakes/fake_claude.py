@@ -13,6 +13,9 @@ stdin), writes the prompt it received to `received_prompt.bin` in its working di
   slow       one text delta every 0.05 s, for a long time
   lines N S P C  N text deltas (padded with P times C, default x) as fast as possible,
                after S seconds
+  clock N I  N text deltas "t=<epoch ms>;" I seconds apart (the console measures render lag)
+  html       HTML injection payloads in every kind of output: text, thinking, a tool call
+             and its result, stderr, an unparsed line, an unknown event, the result
   leak VAR   writes the sha256 of $VAR to leaked.sha256, then prints the value every way
              a redactor must catch: split over two text deltas at every offset, in one
              delta, base64 (standard, URL-safe, inside a longer text), percent-encoded, on
@@ -94,6 +97,37 @@ def leak(value, session):
     result(f"done with {value}")
 
 
+PAYLOADS = (
+    '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
+    '<iframe src="javascript:alert(3)"></iframe><a href="javascript:alert(4)">link</a>'
+    "<svg onload=\"fetch('/pwned')\"></svg><style>body{display:none}</style>"
+)
+
+
+def html(session):
+    delta(PAYLOADS)
+    emit(
+        {
+            "type": "stream_event",
+            "session_id": session,
+            "event": {
+                "type": "content_block_delta",
+                "index": 1,
+                "delta": {"type": "thinking_delta", "thinking": PAYLOADS},
+            },
+        }
+    )
+    tool_use = {"type": "tool_use", "id": "t1", "name": PAYLOADS, "input": {"command": PAYLOADS}}
+    emit({"type": "assistant", "session_id": session, "message": {"content": [tool_use]}})
+    tool_result = {"type": "tool_result", "tool_use_id": "t1", "content": PAYLOADS}
+    emit({"type": "user", "session_id": session, "message": {"content": [tool_result]}})
+    sys.stderr.write(PAYLOADS + "\n")
+    sys.stderr.flush()
+    sys.stdout.write(PAYLOADS + "\n")
+    emit({"type": PAYLOADS, "session_id": session})
+    result(PAYLOADS)
+
+
 def main():
     argv = sys.argv[1:]
     raw_prompt = sys.stdin.buffer.read()  # the gateway sends the prompt on stdin
@@ -152,6 +186,14 @@ def main():
         padding = (words[4] if len(words) > 4 else "x") * int(words[3]) if len(words) > 3 else ""
         for i in range(int(words[1])):
             delta(f"line {i}{padding}\n")
+    if word == "clock":
+        words = prompt.split()
+        for _ in range(int(words[1])):
+            delta(f"t={time.time() * 1000:.0f};")
+            time.sleep(float(words[2]))
+    if word == "html":
+        html(session)
+        return
     if word == "leak":
         leak(os.environ.get(prompt.split()[1], ""), session)
         return
