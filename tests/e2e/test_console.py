@@ -384,6 +384,20 @@ def test_deny_keeps_the_tool_from_running_and_a_follow_up_runs_as_the_next_turn(
     expect(watch.page.locator("#transcript .done")).to_contain_text("Done: succeeded")
 
 
+@pytest.mark.slow
+def test_a_question_shows_its_options_and_the_chosen_one_reaches_the_agent(claude_console):
+    watch = open_interactive(claude_console, "please [ask]")
+    request = watch.page.locator("#transcript .request")
+    expect(request).to_contain_text("The agent asks")
+    expect(request).to_contain_text("Which color should the button be?")
+    request.get_by_role("button", name="blue").click()
+    request.get_by_role("button", name="Answer").click()
+    expect(request.locator(".request-state")).to_have_text("answered by runner")
+    expect(watch.page.locator("#transcript .tool-result")).to_contain_text('"blue"')
+    watch.page.get_by_role("button", name="Close after this turn").click()
+    expect(watch.page.locator("#transcript .done")).to_contain_text("Done: succeeded")
+
+
 def test_providers_and_projects_views_show_names_never_credential_values(console, screenshots):
     server = console.start()
     admin = {"X-API-Key": KEYS["admin"][0]}
