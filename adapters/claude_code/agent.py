@@ -85,10 +85,14 @@ class ClaudeCodeAgent:
         return request.permission_mode or self._permission_mode
 
     def capabilities(self) -> Capabilities:
-        problem = self._runner.check(self._command[0])
+        program = self._command[0]
+        problem = self._runner.check(program)
+        detail = problem or f"runs {program!r}"
+        if problem and program in problem:  # the CLI is missing, not the cluster
+            detail = f"{problem}; {INSTALL_HINT}"
         return Capabilities(
             available=problem is None,
-            detail=f"{problem}; {INSTALL_HINT}" if problem else f"runs {self._command[0]!r}",
+            detail=detail,
             streaming=True,
             resume=True,
             cancel=True,

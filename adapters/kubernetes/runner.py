@@ -10,11 +10,14 @@ import asyncio
 import base64
 import contextvars
 import secrets
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from kubernetes import client
+from kubernetes.client.rest import ApiException
+from urllib3.exceptions import HTTPError
 
 from adapters.kubernetes.exec_transport import ExecFailed, Target
 from adapters.kubernetes.pods import PodLocator, find_pod
@@ -26,6 +29,10 @@ from domain.templates import KubePlacement
 # request (its URL, which API servers log) and in `ps`: nothing secret.
 FORWARDED = ("IS_SANDBOX",)
 OPEN_TIMEOUT_S = 30.0
+# How long what the API server answered (or did not) stands before it is asked again: more
+# often while it cannot be reached, so /providers shows it back soon after it is.
+PROBE_EVERY_S = {True: 30.0, False: 3.0}  # by reachable
+PROBE_TIMEOUT_S = 5.0
 
 # Secret variables and files travel on the exec's stdin, ahead of the agent's own input: a
 # count line, then one `NAME=base64(value)` line each; again for files, `path=base64(content)`.
@@ -93,9 +100,38 @@ class KubernetesExecRunner:
         self._pumps = ThreadPoolExecutor(max_threads, thread_name_prefix="kube-exec-pump")
         self._calls = ThreadPoolExecutor(16, thread_name_prefix="kube-api")
         self._running: set[ExecProcess] = set()
+        self._unreachable: str | None = None  # why the API server did not answer, if not
+        self._probed_at = -float("inf")
+        self._probing = False
 
     def check(self, program: str) -> str | None:
-        return None  # the pod's image is checked when a run starts
+        """Whether the API server answers, as last probed (the pod's image is checked when
+        a run starts). Called on the event loop, so it never waits: a probe that is due
+        runs in the background and its answer is what the next call says."""
+        due = time.monotonic() - self._probed_at > PROBE_EVERY_S[self._unreachable is None]
+        if due and not self._probing:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return self._unreachable  # outside the gateway's loop: nothing to run it on
+            self._probing = True
+            loop.run_in_executor(self._calls, self._probe)
+        return self._unreachable
+
+    def _probe(self) -> None:
+        try:
+            # Its answer is not read: that it answers is the question.
+            client.VersionApi(client.ApiClient(self._configuration)).get_code(
+                _request_timeout=PROBE_TIMEOUT_S, _preload_content=False
+            )
+            self._unreachable = None
+        except ApiException as exc:  # it answered: the API server is there
+            self._unreachable = None if exc.status else f"Kubernetes API: {exc.reason}"
+        except (HTTPError, OSError) as exc:
+            self._unreachable = f"Kubernetes API server unreachable: {exc}"
+        finally:
+            self._probed_at = time.monotonic()
+            self._probing = False
 
     async def start(
         self,

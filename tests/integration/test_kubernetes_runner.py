@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -165,3 +169,29 @@ def test_runs_past_the_exec_thread_limit_are_refused_not_queued(kube_gateway):
             == 202
         )
     )
+
+
+def test_providers_say_claude_code_is_unavailable_while_the_api_server_is_unreachable(
+    start_gateway, fake_kube, tmp_path, monkeypatch
+):
+    server = start_gateway(runner="kubernetes")
+    claude_code(server.url)  # starts its probe of the fake
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        config = json.loads(Path(os.environ["KUBECONFIG"]).read_text())
+        config["clusters"][0]["cluster"]["server"] = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        unreachable = tmp_path / "unreachable.json"
+        unreachable.write_text(json.dumps(config))
+        monkeypatch.setenv("KUBECONFIG", str(unreachable))
+        down = start_gateway(runner="kubernetes")
+        wait_until(lambda: not claude_code(down.url)["available"])
+        assert "Kubernetes API server unreachable" in claude_code(down.url)["detail"]
+        response = httpx.post(f"{down.url}/projects/demo/claude", json={"prompt": "hi"})
+        assert response.status_code == 503, response.text
+        assert "unreachable" in response.json()["error"]["message"], response.text
+    assert claude_code(server.url)["available"]  # the fake answered its probe meanwhile
+
+
+def claude_code(url: str) -> dict:
+    providers = httpx.get(f"{url}/providers").json()
+    return next(p for p in providers if p["name"] == "claude-code")
