@@ -250,12 +250,16 @@ async def list_runs(
 @router.get("/runs", response_model=list[RunRecord])
 async def list_all_runs(
     request: Request,
+    response: Response,
     service: Service,
     status: RunStatus | None = None,
     project: Annotated[str | None, Query(pattern=PROJECT_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[RunRecord]:
-    """The newest runs across the projects the caller's key may read."""
+    """The newest runs across the projects the caller's key may read. `Feed-Last-Event-ID`
+    says where to follow `GET /events` from to get every change after this list (taken
+    before the list is read, so nothing falls between)."""
+    response.headers["Feed-Last-Event-ID"] = str(service.feed_position())
     projects = readable_projects(request)
     if project is not None:
         projects = frozenset({project}) if may_read(request, project) else frozenset()

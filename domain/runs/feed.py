@@ -19,16 +19,22 @@ FEED_STREAM = "runs-feed"  # no run's stream id looks like this (they are 22 ran
 class RunFeed:
     def __init__(self, hub: EventHub) -> None:
         self._hub = hub
+        # The id of the last change this replica published: a list taken after it is at
+        # least that fresh, so a client that lists and then follows the feed from here
+        # misses nothing and is not sent the feed's whole history. With several replicas
+        # it may be behind the others' ids: then the client gets a few records it has.
+        self.last_seq = 0
 
     async def publish(self, run: Run) -> None:
         """Tells the feed of a saved record. The feed never fails a run: a hub that cannot
         take the event costs the feed this one update (logged), nothing else."""
         try:
             try:
-                await self._hub.publish(FEED_STREAM, RunChangedEvent(run))
+                seq = await self._hub.publish(FEED_STREAM, RunChangedEvent(run))
             except StreamNotFound:  # the first record ever, or the feed expired unused
                 await self._hub.create(FEED_STREAM)
-                await self._hub.publish(FEED_STREAM, RunChangedEvent(run))
+                seq = await self._hub.publish(FEED_STREAM, RunChangedEvent(run))
+            self.last_seq = max(self.last_seq, seq)
         except Exception as exc:
             log.warning("the runs feed missed a change of run %s: %s", run.run_id, exc)
 

@@ -290,6 +290,10 @@ class RunService:
     ) -> AsyncGenerator[list[SequencedEvent], None]:
         return await self._subscribers.open(project_id, stream_id, after_seq)
 
+    def feed_position(self) -> int:
+        """Where a client that lists runs now should follow the runs feed from."""
+        return self._feed.last_seq
+
     def open_feed(
         self, shows: Callable[[Run], bool], after_seq: int = 0
     ) -> AsyncGenerator[list[SequencedEvent], None]:

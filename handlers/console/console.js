@@ -5,6 +5,7 @@
 const KEY_STORAGE = "agent-gateway-key";
 const ACTIVE = new Set(["queued", "running", "waiting_input"]);
 const LONG_TEXT = 1200; // a tool result or result longer than this starts folded
+const RUNS_LISTED = 200; // the runs view shows the newest this many
 const TEXT_CHUNK = 16384; // characters of streamed text per element (see Transcript.extend)
 const FRAME_BUDGET_MS = 12; // rendering work per animation frame, so input stays responsive
 
@@ -27,7 +28,7 @@ const api = {
     return this.key ? { "X-API-Key": this.key, ...extra } : extra;
   },
 
-  async request(method, path, body) {
+  async request(method, path, body, withHeaders = false) {
     const init = { method, headers: this.headers(), cache: "no-store" };
     if (body !== undefined) {
       init.headers = this.headers({ "Content-Type": "application/json" });
@@ -35,7 +36,8 @@ const api = {
     }
     const response = await fetch(path, init);
     if (!response.ok) throw new ApiError(response.status, await errorMessage(response));
-    return response.status === 204 ? null : response.json();
+    const data = response.status === 204 ? null : await response.json();
+    return withHeaders ? { data, headers: response.headers } : data;
   },
 
   get(path) {
@@ -73,7 +75,8 @@ async function* readEvents(body) {
       const { value, done } = await reader.read();
       if (done) return;
       buffer += value;
-      const lines = buffer.split("\n");
+      // \r\n and \r end lines too (a \r at the end waits: a \n may follow it)
+      const lines = buffer.split(/\r\n|\n|\r(?!$)/);
       buffer = lines.pop();
       const events = [];
       for (const line of lines) {
@@ -130,13 +133,16 @@ function follow(open, onEvents, onState) {
           if (events.some((event) => event.name === "done")) stopped = true;
           if (stopped) break;
         }
+        if (stopped) return;
+        onState("reconnecting");
       } catch (error) {
         if (stopped) return;
+        if ([401, 403, 404].includes(error.status)) {
+          onState(`stopped: ${error.message}`); // will not get better by trying again
+          return;
+        }
         onState(`reconnecting: ${error.message}`);
-        if (error.status === 404 || error.status === 403) return; // will not get better
       }
-      if (stopped) return;
-      onState("reconnecting");
       await sleep(delay);
       delay = Math.min(delay * 2, 10000);
     }
@@ -217,6 +223,7 @@ function foldable(label, text, className = "") {
 
 const VIEWS = ["login", "runs", "run", "providers", "projects"];
 let leaveView = () => {};
+let navigation = 0; // counts route() calls: a view opened by an older one is stale
 
 function show(name) {
   for (const view of VIEWS) $(`${view}-view`).hidden = view !== name;
@@ -226,6 +233,8 @@ function show(name) {
 async function route() {
   leaveView();
   leaveView = () => {};
+  const current = ++navigation;
+  const stale = () => current !== navigation;
   if (!api.caller) {
     show("login");
     $("api-key").focus();
@@ -233,10 +242,13 @@ async function route() {
   }
   const [, view, ...rest] = location.hash.split("/");
   try {
-    if (view === "run" && rest.length === 2) leaveView = await openRun(rest[0], rest[1]);
+    let leave = () => {};
+    if (view === "run" && rest.length === 2) leave = await openRun(rest[0], rest[1], stale);
     else if (view === "providers") await openProviders();
     else if (view === "projects") await openProjects();
-    else leaveView = await openRuns();
+    else leave = await openRuns(stale);
+    if (stale()) leave();
+    else leaveView = leave;
   } catch (error) {
     toast(error.message);
   }
@@ -265,21 +277,24 @@ function signOut() {
 
 // ---- runs: the list, live from the runs feed ----------------------------------------
 
-async function openRuns() {
+async function openRuns(stale) {
   show("runs");
   const project = $("filter-project").value;
   const status = $("filter-status").value;
   const rows = new Map(); // run_id -> {record, row}
   const tbody = $("runs-table").tBodies[0];
-  tbody.replaceChildren();
   const positions = new Map(); // run_id -> queue position
 
-  const query = new URLSearchParams({ limit: "200" });
+  const query = new URLSearchParams({ limit: String(RUNS_LISTED) });
   if (project) query.set("project", project);
   if (status) query.set("status", status);
-  const [records] = await Promise.all([api.get(`/runs?${query}`), refreshQueue()]);
-  for (const record of records) tbody.append(upsert(record).row);
-  addProjects(records.map((record) => record.project_id));
+  const list = () => api.request("GET", `/runs?${query}`, undefined, true);
+  const [listed, entries] = await Promise.all([list(), api.get("/queue")]);
+  if (stale()) return () => {};
+  tbody.replaceChildren();
+  showQueue(entries);
+  for (const record of listed.data) tbody.append(upsert(record).row);
+  addProjects(listed.data.map((record) => record.project_id));
   countRuns();
 
   function matches(record) {
@@ -315,6 +330,10 @@ async function openRuns() {
 
   async function refreshQueue() {
     const entries = await api.get("/queue");
+    if (!stale()) showQueue(entries);
+  }
+
+  function showQueue(entries) {
     positions.clear();
     const queueBody = $("queue-table").tBodies[0];
     queueBody.replaceChildren();
@@ -343,11 +362,32 @@ async function openRuns() {
     }
   }
 
+  // Newest first, at most RUNS_LISTED: a run the list has not got goes where its start
+  // puts it, and the oldest goes when there are too many.
+  function insert(entry) {
+    const created = entry.record.created_at;
+    const next = [...rows.values()].find((other) => other !== entry && other.record.created_at < created);
+    tbody.insertBefore(entry.row, next ? next.row : null);
+    if (rows.size <= RUNS_LISTED) return;
+    const oldest = tbody.rows[tbody.rows.length - 1];
+    for (const [runId, other] of rows) {
+      if (other.row === oldest) {
+        oldest.remove();
+        rows.delete(runId);
+        break;
+      }
+    }
+  }
+
   function onEvents(events) {
     for (const { name, data: record } of events) {
+      if (name === "gap") {
+        relist(); // changes were missed: the list is read again
+        continue;
+      }
       if (name !== "run") continue;
       const known = rows.get(record.run_id);
-      if (record.status === "queued" || (known && known.record.status === "queued")) queueChanged();
+      if (record.status === "queued" || positions.has(record.run_id)) queueChanged();
       if (!matches(record)) {
         if (known) {
           known.row.remove();
@@ -356,18 +396,30 @@ async function openRuns() {
         continue;
       }
       const entry = upsert(record);
-      if (!known) tbody.prepend(entry.row); // the feed brings new runs first
+      if (!known) insert(entry);
     }
-    addProjects(events.map((event) => event.data.project_id));
+    addProjects(events.map((event) => event.data.project_id).filter(Boolean));
     countRuns();
+  }
+
+  function relist() {
+    list().then(({ data }) => {
+      if (stale()) return;
+      onEvents(data.map((record) => ({ name: "run", data: record })));
+    }, (error) => toast(error.message));
   }
 
   const feed = new URLSearchParams();
   if (project) feed.set("project", project);
+  // From where the list was taken: the feed's history before it is not sent again.
+  const from = Number(listed.headers.get("Feed-Last-Event-ID") || 0);
   const stop = follow(
-    async () => ({ url: `/events?${feed}`, headers: api.headers() }),
+    async (lastId) => {
+      const resume = lastId ?? from;
+      return { url: `/events?${feed}`, headers: api.headers(resume ? { "Last-Event-ID": String(resume) } : {}) };
+    },
     onEvents,
-    (state) => ($("feed-state").textContent = state === "live" ? "live" : state),
+    (state) => ($("feed-state").textContent = state),
   );
   // Ages and durations move on without events.
   const ticker = setInterval(() => {
@@ -396,9 +448,11 @@ function addProjects(projects) {
 
 // ---- one run: its stream as a person reads it ---------------------------------------
 
-async function openRun(projectId, runId) {
+async function openRun(projectId, runId, stale) {
   show("run");
   const path = `/projects/${encodeURIComponent(projectId)}/runs/${encodeURIComponent(runId)}`;
+  const first = await api.get(path);
+  if (stale()) return () => {};
   $("run-title").textContent = `Run ${runId} in ${projectId}`;
   const transcript = new Transcript($("transcript"), $("side-lines"), $("side-count"), path);
   let record = null;
@@ -416,7 +470,7 @@ async function openRun(projectId, runId) {
     $("interrupt-run").disabled = $("close-run").disabled = !active;
     $("message-form").hidden = !(mayRun && interactive && active);
   };
-  showRecord(await api.get(path));
+  showRecord(first);
   $("run-settings").querySelector("pre").textContent = json({
     template: record.template,
     ...record.settings,
@@ -507,6 +561,7 @@ class Transcript {
     this.tools = new Map(); // tool_use id -> the element its result goes in
     this.requests = new Map(); // request_id -> its card's controls
     this.sideLines = 0;
+    this.sideOpen = null; // {type, text: Text} that the next line of that type extends
     root.replaceChildren();
     side.replaceChildren();
     sideCount.textContent = "0";
@@ -569,8 +624,10 @@ class Transcript {
   commit() {
     const open = this.open;
     if (!open || !open.pending) return;
-    // a new chunk starts on a new line only: chunks are blocks, a split would break a line
-    if (!open.chunk || (open.chunk.length >= TEXT_CHUNK && open.chunk.data.endsWith("\n"))) {
+    // a new chunk starts on a new line (chunks are blocks, a split breaks a line), or
+    // when a line without end makes it four times too long
+    const full = open.chunk && open.chunk.length >= TEXT_CHUNK;
+    if (!open.chunk || (full && (open.chunk.data.endsWith("\n") || open.chunk.length >= 4 * TEXT_CHUNK))) {
       open.chunk = document.createTextNode("");
       open.body.append(el("div", { className: "chunk" }, open.chunk));
     }
@@ -608,6 +665,7 @@ class Transcript {
     }
     if (type === "tool_result") {
       const target = this.tools.get(data.tool_use_id);
+      this.tools.delete(data.tool_use_id);
       const body = foldable(data.is_error ? "error result" : "result", data.content, data.is_error ? "error" : "");
       if (target) {
         target.append(body);
@@ -622,7 +680,14 @@ class Transcript {
     if (type === "stderr" || type === "stdout" || type === "unparsed") {
       this.sideLines += 1;
       this.sideCount.textContent = String(this.sideLines);
-      this.side.append(el("span", { className: type, text: `${type}: ${data.content}\n` }));
+      const line = `${type}: ${data.content}\n`;
+      if (this.sideOpen && this.sideOpen.type === type && this.sideOpen.text.length < TEXT_CHUNK) {
+        this.sideOpen.text.appendData(line);
+      } else {
+        const text = document.createTextNode(line);
+        this.side.append(el("span", { className: type }, text));
+        this.sideOpen = { type, text };
+      }
       return;
     }
     if (type === "turn_end") {

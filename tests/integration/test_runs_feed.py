@@ -165,3 +165,18 @@ def test_the_feed_resumes_after_last_event_id(gateway):
     assert all(seq > last for seq, _, _ in rest.events)
     assert {data["run_id"] for _, _, data in rest.events} == {second["run_id"]}
     assert read_stream(gateway.url, first["stream_url"])[-1][1] == "done"
+
+
+def test_a_list_says_where_to_follow_the_feed_from_so_its_history_is_not_sent_again(gateway):
+    first = start(gateway, "alpha")
+    finish(gateway, first)
+    response = httpx.get(f"{gateway.url}/runs", headers={"X-API-Key": "ops-key"})
+    listed_at = int(response.headers["Feed-Last-Event-ID"])
+    assert listed_at > 0 and [r["run_id"] for r in response.json()] == [first["run_id"]]
+    second = start(gateway, "beta")
+    rest = FeedReader(
+        gateway, "ops-key", until=finished({second["run_id"]}), last_event_id=listed_at
+    )
+    rest.join(30)
+    assert not rest.is_alive()
+    assert {data["run_id"] for _, _, data in rest.events} == {second["run_id"]}
