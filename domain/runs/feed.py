@@ -34,7 +34,8 @@ class RunFeed:
             except StreamNotFound:  # the first record ever, or the feed expired unused
                 await self._hub.create(FEED_STREAM)
                 seq = await self._hub.publish(FEED_STREAM, RunChangedEvent(run))
-            self.last_seq = max(self.last_seq, seq)
+            # the newest, not the largest: ids start again at 1 when the feed expired
+            self.last_seq = seq
         except Exception as exc:
             log.warning("the runs feed missed a change of run %s: %s", run.run_id, exc)
 
