@@ -112,7 +112,8 @@ def build_runner(settings: Settings) -> ProcessRunner:
         locator,
         interrupt_grace_s=settings.interrupt_grace_s,
         terminate_grace_s=settings.terminate_grace_s,
-        max_threads=settings.kube_exec_threads,
+        max_execs=settings.kube_max_execs,
+        ping_interval_s=settings.kube_ping_interval_s,
     )
 
 

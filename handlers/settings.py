@@ -47,7 +47,8 @@ class Settings(BaseSettings):
     kube_pod: str = "{project}-agent-0"
     kube_selector: str | None = None
     kube_container: str | None = None
-    kube_exec_threads: int = Field(128, ge=1)
+    kube_max_execs: int = Field(1000, ge=1)
+    kube_ping_interval_s: float = Field(20.0, gt=0)
     opencode_url: str = "http://127.0.0.1:4096"
     opencode_username: str = "opencode"
     opencode_password: str | None = None

@@ -96,6 +96,7 @@ def fake_kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         config.write_text(json.dumps(kubeconfig(server.url)))
         monkeypatch.setenv("KUBECONFIG", str(config))
         fake.workdir = workdir
+        fake.server = server
         yield fake
 
 

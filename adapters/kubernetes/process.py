@@ -1,28 +1,25 @@
-"""One agent process in a pod: its exec pumped by a worker thread, stopped by a second exec.
+"""One agent process in a pod: its exec read by a task on the event loop, stopped by a
+second exec.
 
 Closing an exec connection does not stop the process in the container (kubernetes/kubernetes
 #89031, kubectl #1076): stopping is a second exec that signals every process carrying the
-run's tag, then the first exec reports the exit status."""
+run's tag, then the first exec reports the exit status. An exec whose connection breaks
+(the API server restarted, a network cut) is stopped the same way before the run fails."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-import time
-from collections import deque
-from collections.abc import AsyncGenerator
-from concurrent.futures import ThreadPoolExecutor
-
-from kubernetes.stream.ws_client import WSClient, _IgnoredIO
-from websocket import WebSocketException
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from adapters.kubernetes.exec_transport import (
-    STATUS_CHANNEL,
+    STATUS,
+    STDERR,
+    STDOUT,
     ExecFailed,
-    Target,
+    ExecLost,
+    ExecSocket,
     parse_status,
-    write_stdin,
 )
 from domain.errors import ProcessLost
 from ports.process_runner import Channel
@@ -30,6 +27,7 @@ from ports.process_runner import Channel
 log = logging.getLogger(__name__)
 
 TAG_VARIABLE = "AGENT_GATEWAY_PROCESS_TAG"
+STATUS_AFTER_STOP_S = 10.0  # how long the exec may take to report its status after a stop
 
 # Runs inside the pod with the tag and the grace periods as positional arguments (never
 # spliced into the script): interrupt, terminate, then kill every process whose environment
@@ -58,116 +56,89 @@ signal_all KILL; wait_gone 5
 
 
 class ExecProcess:
-    """AgentProcess for one exec. A worker thread (`pump`) reads frames and hands them to
-    the loop."""
+    """AgentProcess for one exec. A reader task takes its frames; output waits in a bounded
+    queue, so a flooding agent is held back (the socket is not read while it is full)."""
 
     QUEUE_CHUNKS = 64
 
     def __init__(
         self,
-        target: Target,
-        tag: str,
-        connection: WSClient,
-        calls: ThreadPoolExecutor,  # for the stop script's exec
-        grace: tuple[float, float],
+        socket: ExecSocket,
+        stop_in_pod: Callable[[], Awaitable[None]],  # runs the stop script for this run
         stdin_open: bool = False,
     ) -> None:
-        self._target = target
-        # An interactive agent's further input: written by the pump thread between reads
-        # (one thread on the socket), None = close stdin. Polled every 0.1 s, not every 1 s.
-        self._stdin_open = stdin_open
-        self._writes: deque[bytes | None] = deque()
-        self._update_timeout_s = 0.1 if stdin_open else 1.0
-        self._tag = tag
-        self._connection = connection
-        self._calls = calls
-        self._grace = grace
-        self._loop = asyncio.get_running_loop()
+        self._socket = socket
+        self._stop_in_pod = stop_in_pod
         self._queue: asyncio.Queue[tuple[Channel, bytes] | None] = asyncio.Queue(self.QUEUE_CHUNKS)
-        self._exited: asyncio.Future[int | None] = self._loop.create_future()
+        self._consumer_gone = False
+        self._exited: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
         self._failure: str | None = None
         self._stop_lock = asyncio.Lock()
-        self._stopped = False
-        self._closing = threading.Event()
-        # The client keeps a copy of all output for read_all() unless told otherwise, and
-        # stream() cannot tell it: drop that copy so a long run does not grow memory.
-        connection._all = _IgnoredIO()
+        self._stop_sent = False
+        # An interactive agent's further input, in order; None closes stdin.
+        self._stdin: asyncio.Queue[bytes | None] | None = asyncio.Queue() if stdin_open else None
+        self._writer = asyncio.create_task(self._write()) if stdin_open else None
+        self._reader = asyncio.create_task(self._read())
 
-    def pump(self, ping_interval_s: float) -> None:
-        """Runs in a worker thread until the exec ends: frames in, status out."""
-        connection = self._connection
-        status = bytearray()
-        last_ping = time.monotonic()
+    @property
+    def exited(self) -> asyncio.Future[int | None]:
+        """Done once the exec has ended (its exit code, None if unknown)."""
+        return self._exited
+
+    async def _read(self) -> None:
+        code: int | None = None
         try:
-            while connection.is_open():
-                connection.update(timeout=self._update_timeout_s)
-                self._drain(status)
-                self._write_pending()
-                if time.monotonic() - last_ping > ping_interval_s:
-                    connection.sock.ping()  # keeps proxies from closing a silent exec
-                    last_ping = time.monotonic()
-        except (WebSocketException, OSError) as exc:
-            log.warning("exec in %s/%s lost: %s", self._target.namespace, self._target.pod, exc)
-        finally:
-            connection.close()
-            self._drain(status)  # what the last update() buffered, after the close
+            status = bytearray()
+            async for channel, data in self._socket.frames():
+                if channel == STDOUT:
+                    await self._hand_over(("stdout", data))
+                elif channel == STDERR:
+                    await self._hand_over(("stderr", data))
+                elif channel == STATUS:
+                    status += data
             code, self._failure = parse_status(bytes(status))
-            self._hand_over(None)
-            self._loop.call_soon_threadsafe(self._set_exit, code)
+        except ExecLost as exc:
+            log.warning("exec in pod %s lost: %s; stopping its processes", self._socket.target, exc)
+            self._failure = f"exec in pod {self._socket.target} lost ({exc}): exit status unknown"
+            await self._stop_once()
+        finally:
+            if self._writer is not None:
+                self._writer.cancel()
+            await self._hand_over(None)
+            if not self._exited.done():
+                self._exited.set_result(code)
 
-    def _write_pending(self) -> None:
-        while self._writes:
-            data = self._writes.popleft()
-            if data is None:
-                self._connection.close_channel(0)
-            else:
-                write_stdin(self._connection, data)
+    async def _write(self) -> None:
+        assert self._stdin is not None
+        try:
+            while (data := await self._stdin.get()) is not None:
+                await self._socket.write(data)
+            await self._socket.close_stdin()
+        except ExecFailed as exc:  # the reader sees the connection end and says why
+            log.warning("%s", exc)
 
-    def _drain(self, status: bytearray) -> None:
-        # read_channel() may itself call update() and buffer frames of other channels, so
-        # drain until a pass finds nothing.
-        while True:
-            stdout = self._connection.read_channel(1)
-            stderr = self._connection.read_channel(2)
-            extra = self._connection.read_channel(STATUS_CHANNEL)
-            if stdout:
-                self._hand_over(("stdout", stdout))
-            if stderr:
-                self._hand_over(("stderr", stderr))
-            status += extra or b""
-            if not (stdout or stderr or extra):
-                return
-
-    def _hand_over(self, item: tuple[Channel, bytes] | None) -> None:
-        """Blocks this worker thread while the queue is full: back-pressure on the pod."""
-        future = asyncio.run_coroutine_threadsafe(self._queue.put(item), self._loop)
-        while not self._closing.is_set():
-            try:
-                future.result(timeout=1)
-                return
-            except TimeoutError:
-                continue
-        future.cancel()
-
-    def _set_exit(self, code: int | None) -> None:
-        if not self._exited.done():
-            self._exited.set_result(code)
+    async def _hand_over(self, item: tuple[Channel, bytes] | None) -> None:
+        if not self._consumer_gone:
+            await self._queue.put(item)
 
     async def output(self) -> AsyncGenerator[tuple[Channel, bytes], None]:
         try:
             while (item := await self._queue.get()) is not None:
                 yield item
         finally:
-            self._closing.set()  # the consumer is gone: never block the pump again
+            # The consumer is gone: never hold the reader back again.
+            self._consumer_gone = True
+            while not self._queue.empty():
+                self._queue.get_nowait()
 
     def write(self, data: bytes) -> None:
-        if self._stdin_open:
-            self._writes.append(data)
+        if self._stdin is not None:
+            self._stdin.put_nowait(data)
 
     def close_stdin(self) -> None:
-        if self._stdin_open:
-            self._stdin_open = False
-            self._writes.append(None)
+        if self._stdin is not None:
+            self._stdin.put_nowait(None)
+            self._stdin = None
 
     async def wait(self) -> int:
         code = await asyncio.shield(self._exited)
@@ -177,30 +148,17 @@ class ExecProcess:
 
     async def stop(self) -> None:
         """Stops every process of the run in the pod, then waits for the exec's status."""
-        async with self._stop_lock:
-            if self._stopped:
-                return
-            interrupt_grace, terminate_grace = self._grace
-            command = [
-                "sh",
-                "-c",
-                STOP_SCRIPT,
-                "sh",
-                self._tag,
-                str(round(interrupt_grace)),
-                str(round(terminate_grace)),
-            ]
+        await self._stop_once()
+        if not self._exited.done():
             try:
-                await self._loop.run_in_executor(
-                    self._calls, lambda: self._target.exec(command, preload=True)
-                )
-            except ExecFailed as exc:
-                log.warning("could not stop run processes in the pod: %s", exc)
-            if not self._exited.done():
-                try:
-                    await asyncio.wait_for(asyncio.shield(self._exited), 10)
-                except TimeoutError:
-                    log.warning("exec did not report a status after stop; closing it")
-                    self._connection.close()
-                    await asyncio.shield(self._exited)
-            self._stopped = True
+                await asyncio.wait_for(asyncio.shield(self._exited), STATUS_AFTER_STOP_S)
+            except TimeoutError:
+                log.warning("exec in pod %s reported no status after stop", self._socket.target)
+                self._socket.abort()
+                await asyncio.shield(self._exited)
+
+    async def _stop_once(self) -> None:
+        async with self._stop_lock:
+            if not self._stop_sent:
+                self._stop_sent = True
+                await self._stop_in_pod()

@@ -1,14 +1,14 @@
 """Agent processes inside project pods, through the Kubernetes exec API.
 
-The official client is blocking, so each exec is pumped by a worker thread of a bounded
-pool; output crosses to the event loop through a bounded queue, which also holds a flooding
-agent back."""
+Execs are WebSockets on the event loop (exec_transport): no thread per run. The official
+client's blocking calls (pod lookups, the reachability probe) are short and share a small
+pool of threads."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextvars
+import logging
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -19,11 +19,19 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
-from adapters.kubernetes.exec_transport import ExecFailed, Target
-from adapters.kubernetes.pods import PodLocator, find_pod
-from adapters.kubernetes.process import TAG_VARIABLE, ExecProcess
+from adapters.kubernetes.exec_transport import (
+    V4_PROTOCOL,
+    ExecClient,
+    ExecFailed,
+    ExecSocket,
+    Target,
+)
+from adapters.kubernetes.pods import PodLocator, PodLookups
+from adapters.kubernetes.process import STOP_SCRIPT, TAG_VARIABLE, ExecProcess
 from domain.errors import AgentStartFailed
 from domain.templates import KubePlacement
+
+log = logging.getLogger(__name__)
 
 # Variables the runner forwards into the pod as `env` arguments, which end up in the exec
 # request (its URL, which API servers log) and in `ps`: nothing secret.
@@ -33,6 +41,13 @@ OPEN_TIMEOUT_S = 30.0
 # often while it cannot be reached, so /providers shows it back soon after it is.
 PROBE_EVERY_S = {True: 30.0, False: 3.0}  # by reachable
 PROBE_TIMEOUT_S = 5.0
+# A stop script that cannot be started (the API server is restarting) is tried again for
+# this long before the run's processes are given up on.
+STOP_RETRY_S = 30.0
+
+# On an API server that speaks only v4.channel.k8s.io, stdin cannot be closed: the agent
+# then reads its stdin through `head -c <length>`, which ends it after exactly that much.
+V4_STDIN = 'head -c "$1" | { shift; exec "$@"; }'
 
 # Secret variables and files travel on the exec's stdin, ahead of the agent's own input: a
 # count line, then one `NAME=base64(value)` line each; again for files, `path=base64(content)`.
@@ -87,19 +102,19 @@ class KubernetesExecRunner:
         locator: PodLocator,
         interrupt_grace_s: float = 5.0,
         terminate_grace_s: float = 5.0,
-        max_threads: int = 128,
-        ping_interval_s: float = 30.0,
+        max_execs: int = 1000,
+        ping_interval_s: float = 20.0,
     ) -> None:
         self._configuration = configuration
         self._locator = locator
         self._grace = (interrupt_grace_s, terminate_grace_s)
-        self._ping_interval_s = ping_interval_s
-        # Pumps hold a thread for a whole run; lookups, exec opens and stop scripts are short
-        # and get threads of their own, so running agents can never starve a new start.
-        self._max_pumps = max_threads
-        self._pumps = ThreadPoolExecutor(max_threads, thread_name_prefix="kube-exec-pump")
-        self._calls = ThreadPoolExecutor(16, thread_name_prefix="kube-api")
+        self._max_execs = max_execs
+        self._calls = ThreadPoolExecutor(8, thread_name_prefix="kube-api")
+        self._api = client.CoreV1Api(client.ApiClient(configuration))
+        self._pods = PodLookups(self._api, self._calls)
+        self._exec = ExecClient(configuration, ping_interval_s)
         self._running: set[ExecProcess] = set()
+        self._v4_only = False  # learnt from the first exec the API server answered with v4
         self._unreachable: str | None = None  # why the API server did not answer, if not
         self._probed_at = -float("inf")
         self._probing = False
@@ -121,7 +136,7 @@ class KubernetesExecRunner:
     def _probe(self) -> None:
         try:
             # Its answer is not read: that it answers is the question.
-            client.VersionApi(client.ApiClient(self._configuration)).get_code(
+            client.VersionApi(self._api.api_client).get_code(
                 _request_timeout=PROBE_TIMEOUT_S, _preload_content=False
             )
             self._unreachable = None
@@ -144,11 +159,8 @@ class KubernetesExecRunner:
         files: Mapping[str, bytes] | None = None,
         placement: KubePlacement | None = None,
     ) -> ExecProcess:
-        if len(self._running) >= self._max_pumps:
-            raise AgentStartFailed(
-                f"{self._max_pumps} execs are running: no thread left to pump one"
-            )
-        loop = asyncio.get_running_loop()
+        if len(self._running) >= self._max_execs:
+            raise AgentStartFailed(f"{self._max_execs} execs are running, the most allowed")
         locator = self._locator
         if placement is not None:  # the project's template or overrides pick its pod
             chosen = {
@@ -160,35 +172,77 @@ class KubernetesExecRunner:
             if placement.pod is not None and placement.selector is None:
                 locator = replace(locator, selector_template=None)  # a pod named here wins
             locator = replace(locator, **{k: v for k, v in chosen.items() if v is not None})
-        pod, container = await loop.run_in_executor(
-            self._calls, find_pod, self._configuration, locator, project_id
-        )
+        pod, container = await self._pods.find(locator, project_id)
+        target = Target(locator.namespace, pod, container)
         tag = secrets.token_hex(16)
         forwarded = [f"{k}={env[k]}" for k in FORWARDED if k in env]
-        command = ["env", f"{TAG_VARIABLE}={tag}", *forwarded]
+        command = [*argv]
         if secret_env or files:
-            command += ["sh", "-c", LAUNCHER, "agent-gateway-launcher"]
+            command = ["sh", "-c", LAUNCHER, "agent-gateway-launcher", *command]
             stdin = framed(secret_env or {}, files or {}) + stdin
-        command += argv
-        target = Target(self._configuration, locator.namespace, pod, container)
+        prefix = ["env", f"{TAG_VARIABLE}={tag}", *forwarded]
         try:
-            connection = await asyncio.wait_for(
-                loop.run_in_executor(
-                    self._calls, target.exec_with_stdin, command, stdin, keep_stdin_open
-                ),
-                OPEN_TIMEOUT_S,
-            )
-        except TimeoutError:
-            # The worker thread stays blocked until the socket gives up; the run fails now.
-            raise AgentStartFailed(
-                f"exec in pod {target.namespace}/{pod} did not open in time"
-            ) from None
+            socket = await self._open(target, tag, prefix, command, stdin, keep_stdin_open)
         except ExecFailed as exc:
+            self._pods.forget(locator, project_id)  # the pod may be gone: look again next time
             raise AgentStartFailed(str(exc)) from exc
-        process = ExecProcess(target, tag, connection, self._calls, self._grace, keep_stdin_open)
+        process = ExecProcess(socket, lambda: self._stop_in_pod(target, tag), keep_stdin_open)
         self._running.add(process)
-        # In the caller's context: what the pump logs names the run it works for.
-        context = contextvars.copy_context()
-        pump = self._pumps.submit(context.run, process.pump, self._ping_interval_s)
-        pump.add_done_callback(lambda _: loop.call_soon_threadsafe(self._running.discard, process))
+        process.exited.add_done_callback(lambda _: self._running.discard(process))
         return process
+
+    async def _open(
+        self,
+        target: Target,
+        tag: str,
+        prefix: list[str],
+        command: list[str],
+        stdin: bytes,
+        keep_stdin_open: bool,
+    ) -> ExecSocket:
+        """Opens the exec and writes `stdin`, closed after it unless `keep_stdin_open`."""
+        if self._v4_only:
+            if keep_stdin_open:
+                raise ExecFailed(
+                    f"the API server speaks only {V4_PROTOCOL}: an interactive run needs "
+                    "v5.channel.k8s.io (Kubernetes 1.30 or later) to close stdin"
+                )
+            command = ["sh", "-c", V4_STDIN, "agent-gateway-stdin", str(len(stdin)), *command]
+        socket = await self._exec.open(target, prefix + command, True, OPEN_TIMEOUT_S)
+        if socket.protocol == V4_PROTOCOL and not self._v4_only:
+            # The process waits for a stdin that cannot be closed: stop it, and from now on
+            # frame stdin by its length.
+            await socket.close()
+            await self._stop_in_pod(target, tag)
+            self._v4_only = True
+            return await self._open(target, tag, prefix, command, stdin, keep_stdin_open)
+        try:
+            await socket.write(stdin)
+            if not keep_stdin_open and not self._v4_only:
+                await socket.close_stdin()
+        except ExecFailed:
+            await socket.close()
+            raise
+        return socket
+
+    async def _stop_in_pod(self, target: Target, tag: str) -> None:
+        """Runs the stop script in the pod; tried again while it cannot be started."""
+        interrupt_grace, terminate_grace = self._grace
+        grace = [str(round(interrupt_grace)), str(round(terminate_grace))]
+        command = ["sh", "-c", STOP_SCRIPT, "sh", tag, *grace]
+        deadline = time.monotonic() + STOP_RETRY_S
+        delay = 0.25
+        while True:
+            try:
+                failure = await self._exec.run(
+                    target, command, OPEN_TIMEOUT_S + interrupt_grace + terminate_grace
+                )
+                if failure is not None:
+                    log.warning("stop script in pod %s: %s", target, failure)
+                return
+            except ExecFailed as exc:
+                if time.monotonic() + delay > deadline:
+                    log.warning("could not stop the run's processes in pod %s: %s", target, exc)
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 4.0)

@@ -5,7 +5,12 @@ pod GET and list (with equality label selectors), and `pods/{name}/exec` as a We
 speaking the real channel subprotocols (`v5.channel.k8s.io`, `v4.channel.k8s.io`): one
 channel byte per frame (0 stdin, 1 stdout, 2 stderr, 3 status JSON, 255 close in v5). The
 command runs as a local process in the pod's working folder, and like a real kubelet the
-fake does NOT kill it when the WebSocket closes (kubernetes/kubernetes #89031)."""
+fake does NOT kill it when the WebSocket closes (kubernetes/kubernetes #89031).
+
+It serves as many pods as it is given (`many_pods` makes hundreds), can speak only v4 (as
+API servers before 1.30 do), and cuts its open exec streams on demand (`cut_streams`, as an
+API server that restarts does). `python -m tests.fakes.kube_apiserver` runs it on its own
+(the benchmarks use it so)."""
 
 from __future__ import annotations
 
@@ -98,6 +103,8 @@ class FakeKubeApiServer:
         self.execs: list[list[str]] = []  # every command executed, in order
         self.processes: list[int] = []  # pids of the exec'd processes
         self.drop_after_output = False  # close the next exec's socket after its first output
+        self.protocols = ("v5.channel.k8s.io", "v4.channel.k8s.io")  # accepted, preferred first
+        self.open_execs: set[WebSocket] = set()
         self.requests: list[str] = []  # every request's path and query, as API servers log
         self._routes = Starlette(
             routes=[
@@ -178,9 +185,7 @@ class FakeKubeApiServer:
     async def exec(self, websocket: WebSocket) -> None:
         pod = self.pods.get((websocket.path_params["namespace"], websocket.path_params["name"]))
         offered = websocket.scope.get("subprotocols", [])
-        protocol = next(
-            (p for p in ("v5.channel.k8s.io", "v4.channel.k8s.io") if p in offered), None
-        )
+        protocol = next((p for p in self.protocols if p in offered), None)
         if pod is None or protocol is None:
             await websocket.close(code=1008)
             return
@@ -204,6 +209,7 @@ class FakeKubeApiServer:
             await websocket.close()
             return
         self.processes.append(process.pid)
+        self.open_execs.add(websocket)
         connected = True
 
         async def pump(reader: asyncio.StreamReader, channel: int) -> None:
@@ -241,12 +247,24 @@ class FakeKubeApiServer:
         stdin_task = asyncio.ensure_future(feed_stdin())
         await asyncio.gather(pump(process.stdout, STDOUT), pump(process.stderr, STDERR))
         code = await process.wait()
+        connected = connected and websocket in self.open_execs
+        self.open_execs.discard(websocket)
         if connected:
             status = _status(code if code >= 0 else 128 - code)
             await self._send(websocket, STATUS, json.dumps(status).encode())
             with contextlib.suppress(Exception):
                 await websocket.close()
         stdin_task.cancel()
+
+    async def cut_streams(self) -> int:
+        """Closes every open exec stream with 1011, as a restarting API server would; the
+        processes go on. How many were cut."""
+        cut = list(self.open_execs)
+        self.open_execs.clear()
+        for websocket in cut:
+            with contextlib.suppress(Exception):
+                await websocket.close(code=1011, reason="apiserver restarting")
+        return len(cut)
 
     @staticmethod
     async def _send(websocket: WebSocket, channel: int, data: bytes) -> bool:
@@ -268,3 +286,31 @@ def kubeconfig(server_url: str, namespace: str = "default") -> dict[str, Any]:
         ],
         "current-context": "fake",
     }
+
+
+def many_pods(root: Path, count: int, namespace: str = "default") -> list[FakePod]:
+    """Pods `p0-agent-0` .. `p{count-1}-agent-0`, each with a working folder under root."""
+    pods = []
+    for i in range(count):
+        workdir = root / f"p{i}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        pods.append(FakePod(f"p{i}-agent-0", workdir, namespace, labels={"project": f"p{i}"}))
+    return pods
+
+
+def main() -> None:
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="The fake Kubernetes API server, on its own")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--pods", type=int, default=1)
+    parser.add_argument("--root", type=Path, required=True, help="the pods' working folders")
+    args = parser.parse_args()
+    fake = FakeKubeApiServer(many_pods(args.root, args.pods))
+    uvicorn.run(fake.app, host="127.0.0.1", port=args.port, log_level="warning", lifespan="off")
+
+
+if __name__ == "__main__":
+    main()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
 import threading
 from typing import Any
@@ -34,11 +35,13 @@ class RunningServer:
         )
 
     def call(self, function: Any) -> Any:
-        """Runs `function()` on the server's loop (between its tasks) and returns its result."""
+        """Runs `function()` on the server's loop (between its tasks) and returns its result
+        (awaited, if it is a coroutine)."""
         assert self.loop is not None
 
         async def run() -> Any:
-            return function()
+            result = function()
+            return await result if inspect.isawaitable(result) else result
 
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
 
@@ -57,7 +60,9 @@ class RunningServer:
 class FlakyProxy:
     """A TCP proxy to a loopback port that cuts the first `drops` connections after
     `cut_after` bytes from the server: a dropped SSE connection, on demand. With `marker`,
-    only connections whose response carries it are cut, counting from the marker."""
+    only connections whose response carries it are cut, counting from the marker.
+    `black_hole()` makes the connections open at that moment go silent both ways without
+    closing (a network cut as a client sees it); new connections still pass."""
 
     def __init__(
         self, target_port: int, cut_after: int, drops: int, marker: bytes | None = None
@@ -73,6 +78,8 @@ class FlakyProxy:
         self.port = self._listener.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.connections = 0
+        self._generation = 0  # connections opened before a black_hole() carry an older one
+        self._silenced_below = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -83,8 +90,15 @@ class FlakyProxy:
                 return
             self.connections += 1
             upstream = socket.create_connection(("127.0.0.1", self._target_port))
-            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
+            generation = self._generation
+            for source, sink, may_cut in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(
+                    target=self._pipe, args=(source, sink, may_cut, generation), daemon=True
+                ).start()
+
+    def black_hole(self) -> None:
+        self._generation += 1
+        self._silenced_below = self._generation
 
     def _take_drop(self) -> bool:
         with self._lock:
@@ -93,12 +107,16 @@ class FlakyProxy:
             self.drops_left -= 1
             return True
 
-    def _pipe(self, source: socket.socket, sink: socket.socket, may_cut: bool) -> None:
+    def _pipe(
+        self, source: socket.socket, sink: socket.socket, may_cut: bool, generation: int
+    ) -> None:
         counted: int | None = None  # bytes since the cut began counting; None: not counting
         if may_cut and self._marker is None and self._take_drop():
             counted = 0
         try:
             while data := source.recv(65536):
+                if generation < self._silenced_below:
+                    continue  # swallowed: neither end hears of the other again
                 if may_cut and counted is None and self._marker and self._marker in data:
                     if self._take_drop():
                         counted = -data.index(self._marker)

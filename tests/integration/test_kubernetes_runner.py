@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import process_alive, processes_working_in
+from tests.fakes.servers import FlakyProxy
 from tests.integration.helpers import read_stream, start_run, texts, wait_for_file, wait_until
 
 
@@ -136,6 +137,81 @@ def test_a_dropped_exec_connection_fails_the_run_and_stops_the_process(kube_gate
     wait_until(lambda: processes_working_in(fake_kube.workdir) == [])
 
 
+def test_exec_streams_cut_mid_run_fail_the_runs_and_their_processes_are_stopped(
+    kube_gateway, fake_kube
+):
+    """As when the API server restarts: every open exec closes at once, the processes go
+    on in the pod until the gateway's stop exec ends them."""
+    server = kube_gateway()
+    runs = [start_run(server.url, prompt="slow cut") for _ in range(3)]
+    wait_until(lambda: len(fake_kube.open_execs) == 3)
+    time.sleep(0.3)  # some output first
+    assert fake_kube.server.call(fake_kube.cut_streams) == 3
+    for run in runs:
+        done = read_stream(server.url, run["stream_url"])[-1][2]
+        assert done["status"] == "failed" and done["exit_code"] is None
+        assert "lost (closed by the API server with code 1011" in done["error"], done
+        assert "exit status unknown" in done["error"]
+    assert processes_working_in(fake_kube.workdir) == []
+    assert [c[:2] for c in fake_kube.execs[3:]] == [["sh", "-c"]] * 3  # a stop exec each
+
+
+def test_a_silent_network_cut_is_noticed_within_the_ping_interval(
+    start_gateway, fake_kube, tmp_path, monkeypatch
+):
+    """The exec's connection goes silent both ways without closing (a network cut): the
+    keepalive pings notice it, the run fails, and a new connection stops the process."""
+    proxy = FlakyProxy(fake_kube.server.port, cut_after=0, drops=0)
+    config = json.loads(Path(os.environ["KUBECONFIG"]).read_text())
+    config["clusters"][0]["cluster"]["server"] = proxy.url
+    through_proxy = tmp_path / "through-proxy.json"
+    through_proxy.write_text(json.dumps(config))
+    monkeypatch.setenv("KUBECONFIG", str(through_proxy))
+    server = start_gateway(runner="kubernetes", kube_ping_interval_s=1, interrupt_grace_s=1)
+    started = start_run(server.url, prompt="slow silent")
+    wait_until(lambda: len(fake_kube.open_execs) == 1)
+    time.sleep(0.3)
+    proxy.black_hole()
+    cut_at = time.monotonic()
+    done = read_stream(server.url, started["stream_url"])[-1][2]
+    assert done["status"] == "failed" and "no answer to keepalive pings" in done["error"], done
+    # Noticed within the 1 s interval; the stop exec takes a moment more.
+    assert time.monotonic() - cut_at < 1 + 2.5
+    assert processes_working_in(fake_kube.workdir) == []
+    proxy.close()
+
+
+def test_an_api_server_that_speaks_only_v4_runs_agents_with_length_framed_stdin(
+    kube_gateway, fake_kube
+):
+    fake_kube.protocols = ("v4.channel.k8s.io",)
+    server = kube_gateway()
+    prompt = "first on v4 " + "ü" * 1000
+    for _ in range(2):
+        events = read_stream(server.url, start_run(server.url, prompt=prompt)["stream_url"])
+        assert texts(events) == f"You said: {prompt}"
+        assert events[-1][2]["status"] == "succeeded"
+        assert (fake_kube.workdir / "received_prompt.bin").read_bytes() == prompt.encode()
+
+    # The first exec could not close stdin: it was stopped and opened again framed by
+    # length; the second run was framed from the start. (Each run ends with a stop exec
+    # for what the agent may have left behind.)
+    def kind(command: list[str]) -> str:
+        if command[0] != "env":
+            return "stop" if "signal_all" in command[2] else command[2]
+        return "framed" if "head -c" in " ".join(command) else "agent"
+
+    assert [kind(c) for c in fake_kube.execs] == [
+        *["agent", "stop", "framed", "stop"],
+        *["framed", "stop"],
+    ]
+    assert processes_working_in(fake_kube.workdir) == []
+    response = httpx.post(
+        f"{server.url}/projects/demo/claude", json={"prompt": "x", "interactive": True}
+    )
+    assert response.status_code == 503 and "v5.channel.k8s.io" in response.text
+
+
 def test_pod_resolution_errors_are_503_naming_namespace_and_pod(kube_gateway):
     server = kube_gateway()
     response = httpx.post(f"{server.url}/projects/ghost/claude", json={"prompt": "x"})
@@ -155,11 +231,11 @@ def test_pods_found_by_label_selector(start_gateway, fake_kube):
     assert "selector 'project=ghost'" in response.json()["error"]["message"]
 
 
-def test_runs_past_the_exec_thread_limit_are_refused_not_queued(kube_gateway):
-    server = kube_gateway(kube_exec_threads=1)
+def test_runs_past_the_exec_limit_are_refused_not_queued(kube_gateway):
+    server = kube_gateway(kube_max_execs=1)
     first = start_run(server.url, prompt="slow one")
     response = httpx.post(f"{server.url}/projects/demo/claude", json={"prompt": "x"}, timeout=10)
-    assert response.status_code == 503 and "no thread left" in response.text
+    assert response.status_code == 503 and "1 execs are running" in response.text
     httpx.post(f"{server.url}{first['cancel_url']}", timeout=30)
     wait_until(
         lambda: (
