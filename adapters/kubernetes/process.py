@@ -35,13 +35,22 @@ STATUS_AFTER_STOP_S = 10.0  # how long the exec may take to report its status af
 # tools with setsid) or were orphaned.
 STOP_SCRIPT = r"""
 tag="AGENT_GATEWAY_PROCESS_TAG=$1"
-tagged() {
-  for environ in /proc/[0-9]*/environ; do
-    if tr '\0' '\n' < "$environ" 2>/dev/null | grep -qxF "$tag"; then
+if printf 'x\0' | grep -qzx x 2>/dev/null; then
+  # One grep reads every environment (GNU and BusyBox grep know -z).
+  tagged() {
+    for environ in $(grep -lsxzF "$tag" /proc/[0-9]*/environ); do
       pid=${environ#/proc/}; echo "${pid%/environ}"
-    fi
-  done
-}
+    done
+  }
+else
+  tagged() {
+    for environ in /proc/[0-9]*/environ; do
+      if tr '\0' '\n' 2>/dev/null < "$environ" | grep -qxF "$tag"; then
+        pid=${environ#/proc/}; echo "${pid%/environ}"
+      fi
+    done 2>/dev/null
+  }
+fi
 signal_all() { for pid in $(tagged); do kill -"$1" "$pid" 2>/dev/null; done; }
 wait_gone() {
   deadline=$(( $(date +%s) + $1 ))

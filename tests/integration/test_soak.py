@@ -46,9 +46,7 @@ def _connect_and_drop(port: int, request: bytes, read_first: bool) -> None:
 
 def test_ten_thousand_sse_connects_and_disconnects_leave_nothing_behind(in_process):
     server, service, hub = in_process, in_process.service, in_process.hub
-    run = server.call(lambda: asyncio.ensure_future(service.start(AgentRequest.create("p", "x"))))
-    wait_until(lambda: run.done())
-    stream_id = run.result().stream_id
+    stream_id = server.call(lambda: service.start(AgentRequest.create("p", "x"))).stream_id
     request = f"GET /projects/p/events/{stream_id} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
 
     def counts() -> tuple[int, int, int, int]:
@@ -84,9 +82,7 @@ def test_ten_thousand_sse_connects_and_disconnects_leave_nothing_behind(in_proce
     wait_until(lambda: _open_file_descriptors() <= fds_before, timeout=30)
     assert server.call(lambda: service.stats.events_delivered) >= CYCLES // 2
     # The run is still streaming to whoever comes next.
-    server.call(
-        lambda: asyncio.ensure_future(hub.publish(stream_id, OutputEvent(OutputType.TEXT, "late")))
-    )
+    server.call(lambda: hub.publish(stream_id, OutputEvent(OutputType.TEXT, "late")))
     with httpx.stream("GET", f"{server.url}/projects/p/events/{stream_id}") as response:
         seen = b""
         for chunk in response.iter_bytes():
