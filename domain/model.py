@@ -515,10 +515,38 @@ class Turn:
 
 
 @dataclass(frozen=True, slots=True)
+class Completed:
+    """A short helper command (not an agent) that a process runner ran to its end."""
+
+    exit_code: int
+    stdout: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    """An agent CLI's own record of a session, kept so that the session can go on where
+    that CLI's disk is gone (a recycled pod). `path` is where the CLI keeps it, relative to
+    its state folder; `content` is sealed when `key_id` names the key (it holds what the
+    agent's tools printed, credentials included)."""
+
+    path: str
+    content: bytes
+    key_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Session:
-    """A multi-turn conversation of providers without their own memory (the Messages API).
-    It belongs to one project."""
+    """A multi-turn conversation: the turns of providers without their own memory (the
+    Messages API), or the transcript of a CLI that keeps its own. It belongs to one
+    project."""
 
     session_id: str
     project_id: str
     turns: tuple[Turn, ...] = ()
+    transcript: Transcript | None = None
+
+    @property
+    def size(self) -> int:
+        """Bytes it holds, roughly: what a store bounded by memory counts."""
+        transcript = len(self.transcript.content) if self.transcript else 0
+        return transcript + sum(len(turn.content) for turn in self.turns)

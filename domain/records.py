@@ -31,6 +31,7 @@ from domain.model import (
     Session,
     StatusEvent,
     StreamEvent,
+    Transcript,
     Turn,
     TurnRole,
     UserMessage,
@@ -207,12 +208,27 @@ def delivery_from_record(data: Record) -> Delivery:
 
 def session_record(session: Session) -> Record:
     turns = [{"role": t.role, "content": t.content} for t in session.turns]
-    return {"session_id": session.session_id, "project_id": session.project_id, "turns": turns}
+    data: Record = {
+        "session_id": session.session_id,
+        "project_id": session.project_id,
+        "turns": turns,
+    }
+    if session.transcript is not None:
+        data["transcript"] = {
+            "path": session.transcript.path,
+            "content": base64.b64encode(session.transcript.content).decode(),
+            "key_id": session.transcript.key_id,
+        }
+    return data
 
 
 def session_from_record(data: Record) -> Session:
     turns = tuple(Turn(TurnRole(t["role"]), t["content"]) for t in data["turns"])
-    return Session(data["session_id"], data["project_id"], turns)
+    transcript = None
+    if (kept := data.get("transcript")) is not None:
+        content = base64.b64decode(kept["content"])
+        transcript = Transcript(kept["path"], content, kept["key_id"])
+    return Session(data["session_id"], data["project_id"], turns, transcript)
 
 
 def input_record(agent_input: AgentInput, by: str | None) -> Record:

@@ -37,6 +37,7 @@ from ports.project_store import ProjectStore
 from ports.run_control import RunControl
 from ports.run_queue import RunQueue
 from ports.run_store import RunStore
+from ports.secret_cipher import SecretCipher
 from ports.template_store import TemplateStore
 from ports.webhook_outbox import WebhookOutbox
 
@@ -157,21 +158,18 @@ def build_platform_stores(settings: Settings, storage: Storage | None) -> Platfo
     return PlatformStores(MemoryCredentialStore(), memory, memory, MemoryWebhookOutbox(), False)
 
 
-def build_credentials(settings: Settings, stores: PlatformStores, clock: Clock) -> Credentials:
-    """The key ring over the stores' credentials. Without a configured ring, credentials
-    in memory are sealed with a key of this process (they die with it); persistent stores
-    take none."""
+def build_cipher(settings: Settings, stores: PlatformStores) -> SecretCipher | None:
+    """The key ring of credentials and session transcripts. Without a configured ring,
+    what is in memory is sealed with a key of this process (it dies with it); persistent
+    stores get none (credentials are then refused)."""
     from adapters.aes_gcm import AesGcmKeyRing
 
-    cipher = None
     if settings.credential_keys:
         try:
-            cipher = AesGcmKeyRing.from_setting(settings.credential_keys)
+            return AesGcmKeyRing.from_setting(settings.credential_keys)
         except ValueError as exc:
             raise SettingsError(f"{KEYS_SETTING}: {exc}") from exc
-    if cipher is None and not stores.persistent:
-        cipher = AesGcmKeyRing.ephemeral()
-    return Credentials(stores.credentials, cipher, clock)
+    return None if stores.persistent else AesGcmKeyRing.ephemeral()
 
 
 def load_template_files(folder: Path, clock: Clock) -> dict[str, Template]:
@@ -294,21 +292,26 @@ def open_configured_redis(settings: Settings) -> tuple[EventHub, RunStore, RunCo
 
 
 def build_agent(
-    name: str, settings: Settings, store: RunStore, runner: ProcessRunner | None
+    name: str,
+    settings: Settings,
+    store: RunStore,
+    runner: ProcessRunner | None,
+    cipher: SecretCipher | None,
 ) -> CodeAgent:
     """The provider `name` as the settings describe it (its adapter imported only now)."""
     if name == "claude-code":
-        from adapters.claude_code import ClaudeCodeAgent
+        from adapters.claude_code import ClaudeCodeAgent, TranscriptKeeper
 
         command = shlex.split(settings.claude_command)
         if not command:
             raise SettingsError(f"{ENV_PREFIX}CLAUDE_COMMAND must not be empty")
-        return ClaudeCodeAgent(
-            runner or build_runner(settings),
-            command,
-            agent_environment(),
-            settings.claude_permission_mode,
-        )
+        runner = runner or build_runner(settings)
+        env = agent_environment()
+        transcripts = None
+        if settings.runner == "kubernetes":  # a pod's disk may not outlive the pod
+            max_bytes = settings.session_transcript_max_bytes
+            transcripts = TranscriptKeeper(runner, store, cipher, max_bytes, env)
+        return ClaudeCodeAgent(runner, command, env, settings.claude_permission_mode, transcripts)
     if name == "anthropic":
         from adapters.anthropic_api import AnthropicAgent, AnthropicSettings
 
@@ -357,9 +360,10 @@ def build_gateway(
         built = storage
     stores = build_platform_stores(settings, built)
     catalog = build_catalog(settings, stores, clock)
+    cipher = build_cipher(settings, stores)
     if agents is None:
         agents = {
-            name: build_agent(name, settings, storage.store, runner)
+            name: build_agent(name, settings, storage.store, runner, cipher)
             for name in settings.provider_names()
         }
     registry = ProviderRegistry()
@@ -375,7 +379,7 @@ def build_gateway(
         max_subscribers_per_stream=settings.max_subscribers_per_stream,
     )
     interaction = InteractionLimits(settings.idle_timeout_s, settings.input_timeout_s)
-    credentials = build_credentials(settings, stores, clock)
+    credentials = Credentials(stores.credentials, cipher, clock)
     webhooks, sender = build_webhooks(settings, stores.outbox, credentials, clock)
     resources.append(sender)
     from adapters.woodpecker import WoodpeckerClient

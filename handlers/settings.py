@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     kube_container: str | None = None
     kube_max_execs: int = Field(1000, ge=1)
     kube_ping_interval_s: float = Field(20.0, gt=0)
+    # A session transcript larger than this is not kept (a resume in a recycled pod fails).
+    session_transcript_max_bytes: int = Field(4 * 1024 * 1024, ge=0)
     opencode_url: str = "http://127.0.0.1:4096"
     opencode_username: str = "opencode"
     opencode_password: str | None = None

@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Literal, Protocol
 
+from domain.model import Completed
 from domain.templates import KubePlacement
 
 Channel = Literal["stdout", "stderr"]
@@ -53,6 +54,22 @@ class ProcessRunner(Protocol):
         files: Mapping[str, bytes] | None = None,
         placement: KubePlacement | None = None,
     ) -> AgentProcess: ...
+
+    async def run(
+        self,
+        project_id: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        stdin: bytes = b"",
+        placement: KubePlacement | None = None,
+        timeout_s: float = 30.0,
+        max_output: int = 1024 * 1024,
+    ) -> Completed:
+        """Runs a short helper command where the project's agents run (same working
+        directory, same pod, argv only), `stdin` written and closed, to its end; stderr is
+        dropped. Raises AgentStartFailed if it cannot be started, does not end within
+        `timeout_s` (it is then stopped) or prints more than `max_output` bytes."""
+        ...
 
     def check(self, program: str) -> str | None:
         """Why `program` cannot be started, or None if it can."""

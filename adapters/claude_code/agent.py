@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from adapters.claude_code.stream_json import StreamJsonParser
+from adapters.claude_code.transcripts import TranscriptKeeper
 from adapters.stored_json import dumps
 from domain.errors import InputNotAccepted
 from domain.lines import LineDecoder
@@ -46,11 +48,14 @@ class ClaudeCodeAgent:
         command: Sequence[str],
         env: Mapping[str, str],
         permission_mode: str = "bypassPermissions",
+        transcripts: TranscriptKeeper | None = None,
     ) -> None:
+        """`transcripts`: keeps sessions where the CLI's own disk does not last (pods)."""
         self._runner = runner
         self._command = list(command)
         self._env = dict(env)
         self._permission_mode = permission_mode
+        self._transcripts = transcripts
 
     def build_argv(self, request: AgentRequest, mcp_config: str | None = None) -> list[str]:
         """`mcp_config`: the path (in the working directory) of the request's MCP servers."""
@@ -114,16 +119,25 @@ class ClaudeCodeAgent:
             files[mcp_config] = dumps(dict(request.mcp_servers))
         argv = self.build_argv(request, mcp_config)
         options = {"secret_env": secret_env, "files": files, "placement": request.kube}
+        keep = None
+        if self._transcripts is not None:
+            if request.session_id:
+                await self._transcripts.restore(
+                    request.project_id, request.session_id, request.kube
+                )
+            keep = functools.partial(
+                self._transcripts.save, request.project_id, placement=request.kube
+            )
         if not request.interactive:
             process = await self._runner.start(
                 request.project_id, argv, env, request.prompt.encode(), **options
             )
-            return ClaudeCodeRun(process, interactive=False)
+            return ClaudeCodeRun(process, interactive=False, keep=keep)
         first_turn = user_line(UserMessage(request.prompt))
         process = await self._runner.start(
             request.project_id, argv, env, first_turn, keep_stdin_open=True, **options
         )
-        return ClaudeCodeRun(process, interactive=True)
+        return ClaudeCodeRun(process, interactive=True, keep=keep)
 
 
 def _line(message: dict[str, Any]) -> bytes:
@@ -177,9 +191,16 @@ def error_line(request_id: str, message: str) -> bytes:
 class ClaudeCodeRun:
     """AgentRun of one CLI process: its stdout parsed as stream-json, stderr as lines."""
 
-    def __init__(self, process: AgentProcess, interactive: bool) -> None:
+    def __init__(
+        self,
+        process: AgentProcess,
+        interactive: bool,
+        keep: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
+        """`keep(session_id)` runs once the CLI has ended, before its result is told."""
         self._process = process
         self._interactive = interactive
+        self._keep = keep
         self._requests: dict[str, InputRequestEvent] = {}  # open, by request id
 
     async def events(self) -> AsyncGenerator[AgentEvent, None]:
@@ -204,7 +225,10 @@ class ClaudeCodeRun:
                 yield event
             for line in stderr.finish():
                 yield OutputEvent(OutputType.STDERR, line)
-            yield parser.agent_result(await self._process.wait())
+            result = parser.agent_result(await self._process.wait())
+            if self._keep is not None and result.outcome.session_id:
+                await self._keep(result.outcome.session_id)
+            yield result
         finally:
             await self._process.stop()  # also kills what the agent left behind
 

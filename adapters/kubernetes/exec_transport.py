@@ -20,7 +20,12 @@ from dataclasses import dataclass
 
 from kubernetes import client
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosedError, InvalidHandshake, InvalidStatus
+from websockets.exceptions import (
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidHandshake,
+    InvalidStatus,
+)
 
 V5_PROTOCOL = "v5.channel.k8s.io"
 V4_PROTOCOL = "v4.channel.k8s.io"
@@ -61,11 +66,14 @@ class ExecSocket:
         return str(self._connection.subprotocol)
 
     async def write(self, data: bytes) -> None:
+        """Writing to a process that has ended (the exec closed cleanly) does nothing."""
         try:
             for offset in range(0, len(data), STDIN_FRAME_BYTES):
                 await self._connection.send(
                     bytes([STDIN]) + data[offset : offset + STDIN_FRAME_BYTES]
                 )
+        except ConnectionClosedOK:
+            return
         except (ConnectionClosedError, OSError) as exc:
             raise ExecFailed(f"writing to the exec in pod {self.target} failed: {exc}") from exc
 
@@ -78,6 +86,8 @@ class ExecSocket:
             )
         try:
             await self._connection.send(bytes([CLOSE, STDIN]))
+        except ConnectionClosedOK:
+            return
         except (ConnectionClosedError, OSError) as exc:
             raise ExecFailed(f"writing to the exec in pod {self.target} failed: {exc}") from exc
 

@@ -20,15 +20,20 @@ from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
 from adapters.kubernetes.exec_transport import (
+    STATUS,
+    STDOUT,
     V4_PROTOCOL,
     ExecClient,
     ExecFailed,
+    ExecLost,
     ExecSocket,
     Target,
+    parse_status,
 )
 from adapters.kubernetes.pods import PodLocator, PodLookups
 from adapters.kubernetes.process import STOP_SCRIPT, TAG_VARIABLE, ExecProcess
 from domain.errors import AgentStartFailed
+from domain.model import Completed
 from domain.templates import KubePlacement
 
 log = logging.getLogger(__name__)
@@ -161,17 +166,7 @@ class KubernetesExecRunner:
     ) -> ExecProcess:
         if len(self._running) >= self._max_execs:
             raise AgentStartFailed(f"{self._max_execs} execs are running, the most allowed")
-        locator = self._locator
-        if placement is not None:  # the project's template or overrides pick its pod
-            chosen = {
-                "namespace": placement.namespace,
-                "pod_template": placement.pod,
-                "selector_template": placement.selector,
-                "container": placement.container,
-            }
-            if placement.pod is not None and placement.selector is None:
-                locator = replace(locator, selector_template=None)  # a pod named here wins
-            locator = replace(locator, **{k: v for k, v in chosen.items() if v is not None})
+        locator = self._locator_for(placement)
         pod, container = await self._pods.find(locator, project_id)
         target = Target(locator.namespace, pod, container)
         tag = secrets.token_hex(16)
@@ -190,6 +185,64 @@ class KubernetesExecRunner:
         self._running.add(process)
         process.exited.add_done_callback(lambda _: self._running.discard(process))
         return process
+
+    async def run(
+        self,
+        project_id: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        stdin: bytes = b"",
+        placement: KubePlacement | None = None,
+        timeout_s: float = 30.0,
+        max_output: int = 1024 * 1024,
+    ) -> Completed:
+        """`env` is not forwarded: the command sees the container's environment."""
+        locator = self._locator_for(placement)
+        pod, container = await self._pods.find(locator, project_id)
+        target = Target(locator.namespace, pod, container)
+        tag = secrets.token_hex(16)
+        prefix = ["env", f"{TAG_VARIABLE}={tag}"]
+        try:
+            socket = await self._open(target, tag, prefix, [*argv], stdin, False)
+        except ExecFailed as exc:
+            self._pods.forget(locator, project_id)
+            raise AgentStartFailed(str(exc)) from exc
+        stdout, status = bytearray(), bytearray()
+        try:
+            async with asyncio.timeout(timeout_s):
+                async for channel, data in socket.frames():
+                    if channel == STDOUT:
+                        stdout += data
+                        if len(stdout) > max_output:
+                            raise AgentStartFailed(f"{argv[0]!r} printed over {max_output} bytes")
+                    elif channel == STATUS:
+                        status += data
+        except (AgentStartFailed, ExecLost, TimeoutError) as exc:
+            await socket.close()
+            await self._stop_in_pod(target, tag)
+            if isinstance(exc, AgentStartFailed):
+                raise
+            raise AgentStartFailed(f"{argv[0]!r} in pod {target}: {exc or 'timed out'}") from exc
+        await socket.close()
+        code, failure = parse_status(bytes(status))
+        if code is None:
+            raise AgentStartFailed(f"{argv[0]!r} in pod {target}: {failure}")
+        return Completed(code, bytes(stdout))
+
+    def _locator_for(self, placement: KubePlacement | None) -> PodLocator:
+        """The runner's pod locator, with what the project's template or overrides chose."""
+        locator = self._locator
+        if placement is not None:
+            chosen = {
+                "namespace": placement.namespace,
+                "pod_template": placement.pod,
+                "selector_template": placement.selector,
+                "container": placement.container,
+            }
+            if placement.pod is not None and placement.selector is None:
+                locator = replace(locator, selector_template=None)  # a pod named here wins
+            locator = replace(locator, **{k: v for k, v in chosen.items() if v is not None})
+        return locator
 
     async def _open(
         self,

@@ -15,6 +15,7 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 
 from domain.errors import AgentStartFailed
+from domain.model import Completed
 from domain.templates import KubePlacement
 from ports.process_runner import Channel
 
@@ -91,6 +92,50 @@ class LocalProcessRunner:
         )
         await process.attach(stdin, keep_stdin_open)
         return process
+
+    async def run(
+        self,
+        project_id: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        stdin: bytes = b"",
+        placement: KubePlacement | None = None,
+        timeout_s: float = 30.0,
+        max_output: int = 1024 * 1024,
+    ) -> Completed:
+        cwd = self._workspace_root / project_id
+        cwd.mkdir(parents=True, exist_ok=True)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=cwd,
+                env=dict(env),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise AgentStartFailed(f"cannot start {argv[0]!r}: {exc}") from exc
+        assert process.stdin is not None and process.stdout is not None
+        try:
+            async with asyncio.timeout(timeout_s):
+                process.stdin.write(stdin)
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    await process.stdin.drain()  # a command may end without reading it all
+                process.stdin.close()
+                stdout = bytearray()
+                while chunk := await process.stdout.read(64 * 1024):
+                    stdout += chunk
+                    if len(stdout) > max_output:
+                        raise AgentStartFailed(f"{argv[0]!r} printed over {max_output} bytes")
+                return Completed(await process.wait(), bytes(stdout))
+        except TimeoutError:
+            raise AgentStartFailed(f"{argv[0]!r} did not end within {timeout_s:g} s") from None
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
 
 
 class LocalProcess:

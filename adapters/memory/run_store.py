@@ -10,17 +10,21 @@ from domain.model import Run, RunStatus, Session
 class MemoryRunStore:
     """RunStore in memory, keeping at most `max_runs_per_project` records per project and
     `max_runs` in all (the oldest finished ones go first; running ones always stay), and
-    `max_sessions` sessions (least recently used go first)."""
+    `max_sessions` sessions holding `max_session_bytes` in all (least recently used go
+    first; one larger than that is not kept)."""
 
     def __init__(
         self,
         max_runs_per_project: int = 1000,
         max_runs: int = 50_000,
         max_sessions: int = 10_000,
+        max_session_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         self._max_runs_per_project = max_runs_per_project
         self._max_runs = max_runs
         self._max_sessions = max_sessions
+        self._max_session_bytes = max_session_bytes
+        self._session_bytes = 0
         self._runs: dict[str, Run] = {}  # in creation order
         self._by_stream: dict[str, str] = {}
         self._by_project: dict[str, list[str]] = {}  # run ids, oldest first
@@ -63,13 +67,24 @@ class MemoryRunStore:
         return found
 
     async def save_session(self, session: Session) -> None:
-        self._sessions.pop(session.session_id, None)  # most recently used last
+        self._forget_session(session.session_id)  # most recently used last
+        if session.size > self._max_session_bytes:
+            return
         self._sessions[session.session_id] = session
-        if len(self._sessions) > self._max_sessions:
-            del self._sessions[next(iter(self._sessions))]
+        self._session_bytes += session.size
+        while (
+            len(self._sessions) > self._max_sessions
+            or self._session_bytes > self._max_session_bytes
+        ):
+            self._forget_session(next(iter(self._sessions)))
 
     async def get_session(self, session_id: str) -> Session | None:
         return self._sessions.get(session_id)
+
+    def _forget_session(self, session_id: str) -> None:
+        session = self._sessions.pop(session_id, None)
+        if session is not None:
+            self._session_bytes -= session.size
 
     def _trim(self, run_ids: Collection[str], limit: int) -> None:
         """Forgets the oldest finished runs among `run_ids` (oldest first) past `limit`."""

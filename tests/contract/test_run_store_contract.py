@@ -12,7 +12,7 @@ import redis.asyncio as redis
 from adapters.memory import MemoryRunStore
 from adapters.postgres import PostgresBackend
 from adapters.redis_store import RedisRunStore
-from domain.model import Outcome, Run, RunStatus, Session, Turn, TurnRole
+from domain.model import Outcome, Run, RunStatus, Session, Transcript, Turn, TurnRole
 
 
 @pytest.fixture(params=["memory", "redis", "postgres"])
@@ -102,3 +102,8 @@ async def test_sessions(store):
     await store.save_session(session)
     assert await store.get_session("sess1") == session
     assert await store.get_session("nope") is None
+    # A CLI's transcript (any bytes) replaces what was kept of the session.
+    transcript = Transcript("-work-demo/sess1.jsonl", bytes(range(256)) * 4, "k1")
+    resumed = Session("sess1", "demo", transcript=transcript)
+    await store.save_session(resumed)
+    assert await store.get_session("sess1") == resumed

@@ -4,6 +4,7 @@ Messages API on 127.0.0.1."""
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,14 +36,24 @@ def fake_api() -> Iterator[tuple[FakeAnthropic, str]]:
 
 
 @pytest.fixture(params=["local", "kubernetes"])
-def gateway(request, start_gateway, fake_api, monkeypatch, tmp_path: Path):
+def gateway(request, fake_api, monkeypatch, tmp_path: Path):
     """The gateway running the CLI as a local process, or in a "pod" of the fake API server."""
+    return cli_gateway(request, request.param, fake_api, monkeypatch, tmp_path)
+
+
+@pytest.fixture
+def pod_gateway(request, fake_api, monkeypatch, tmp_path: Path):
+    return cli_gateway(request, "kubernetes", fake_api, monkeypatch, tmp_path)
+
+
+def cli_gateway(request, runner: str, fake_api, monkeypatch, tmp_path: Path):
     fake, api_url = fake_api
     home = Path(tempfile.mkdtemp(dir=tmp_path))
     point_the_cli_at(api_url, home, monkeypatch)
-    pod = request.getfixturevalue("fake_kube") if request.param == "kubernetes" else None
-    server = start_gateway(claude_command=str(CLAUDE_CLI), runner=request.param)
+    pod = request.getfixturevalue("fake_kube") if runner == "kubernetes" else None
+    server = request.getfixturevalue("start_gateway")(claude_command=str(CLAUDE_CLI), runner=runner)
     server.agent_dir = pod.workdir if pod else server.workspace / "demo"  # where it works
+    server.cli_home = home  # where the CLI keeps its state (the pod's, with kubernetes)
     return server, fake
 
 
@@ -81,6 +92,24 @@ def test_resume_continues_the_session_with_its_history(gateway):
     assert second[-1][2]["session_id"] == session_id
     history = str(fake.requests[-1]["messages"])
     assert "first turn" in history and "second turn" in history
+
+
+def test_a_session_goes_on_in_a_recycled_pod(pod_gateway):
+    server, fake = pod_gateway
+    first = read_stream(server.url, start_run(server.url, prompt="first turn")["stream_url"])
+    session_id = first[-1][2]["session_id"]
+    (kept,) = server.cli_home.glob(f".claude/projects/*/{session_id}.jsonl")
+    # The pod is recycled: its disk starts empty (the CLI's state, the workspace).
+    for state in (server.cli_home, server.agent_dir):
+        shutil.rmtree(state)
+        state.mkdir()
+    started = start_run(server.url, prompt="second turn", session_id=session_id)
+    second = read_stream(server.url, started["stream_url"])
+    assert second[-1][2]["status"] == "succeeded", second
+    assert second[-1][2]["session_id"] == session_id
+    history = str(fake.requests[-1]["messages"])
+    assert "first turn" in history and "second turn" in history
+    assert kept.exists() and kept.stat().st_mode & 0o077 == 0  # put back, for its user only
 
 
 def test_unknown_session_fails_with_the_cli_message(gateway):

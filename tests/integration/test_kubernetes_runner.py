@@ -25,6 +25,17 @@ def kube_gateway(start_gateway, fake_kube):
     return start
 
 
+def exec_kind(command: list[str]) -> str:
+    """What an exec of the runner was for, from its command."""
+    if command[0] != "env":
+        return "stop" if "signal_all" in command[2] else command[2]
+    joined = " ".join(command)
+    kind = "save" if "projects" in joined and ".jsonl" in joined else "agent"
+    if "head -c" in joined:
+        return "framed" if kind == "agent" else f"framed {kind}"
+    return kind
+
+
 def test_agent_output_streams_from_the_pod(kube_gateway, fake_kube):
     server = kube_gateway()
     prompt = 'it\'s "quoted" $(id) `id` ; & | > \n ünï 🙂'
@@ -105,7 +116,8 @@ def test_cancel_stops_every_process_of_the_run_in_the_pod(kube_gateway, fake_kub
     assert processes_working_in(fake_kube.workdir) == []
     events = read_stream(server.url, started["stream_url"])
     assert events[-1][2]["status"] == "cancelled"
-    assert [c[:2] for c in fake_kube.execs[1:]] == [["sh", "-c"]]  # the stop exec
+    # The stop exec, then the session's transcript is looked for (the fake CLI wrote none).
+    assert [exec_kind(c) for c in fake_kube.execs] == ["agent", "stop", "save"]
 
 
 def test_cancel_kills_an_agent_that_ignores_signals(kube_gateway, fake_kube):
@@ -194,16 +206,12 @@ def test_an_api_server_that_speaks_only_v4_runs_agents_with_length_framed_stdin(
         assert (fake_kube.workdir / "received_prompt.bin").read_bytes() == prompt.encode()
 
     # The first exec could not close stdin: it was stopped and opened again framed by
-    # length; the second run was framed from the start. (Each run ends with a stop exec
-    # for what the agent may have left behind.)
-    def kind(command: list[str]) -> str:
-        if command[0] != "env":
-            return "stop" if "signal_all" in command[2] else command[2]
-        return "framed" if "head -c" in " ".join(command) else "agent"
-
-    assert [kind(c) for c in fake_kube.execs] == [
-        *["agent", "stop", "framed", "stop"],
-        *["framed", "stop"],
+    # length; the second run was framed from the start. (Each run ends with a look for
+    # its session's transcript, framed too, and a stop exec for what the agent may have
+    # left behind.)
+    assert [exec_kind(c) for c in fake_kube.execs] == [
+        *["agent", "stop", "framed", "framed save", "stop"],
+        *["framed", "framed save", "stop"],
     ]
     assert processes_working_in(fake_kube.workdir) == []
     response = httpx.post(

@@ -163,10 +163,10 @@ def test_the_feed_resumes_after_last_event_id(gateway):
     rest.join(30)
     assert not rest.is_alive()
     assert all(seq > last for seq, _, _ in rest.events)
-    assert {data["run_id"] for _, _, data in rest.events} == {second["run_id"]}, (
-        seen.events,
-        rest.events,
-    )
+    assert {data["run_id"] for _, _, data in rest.events} == {second["run_id"]}, [
+        (seq, data["run_id"][:6], data["status"], data["finished_at"], data["error"])
+        for seq, _, data in seen.events + rest.events
+    ]
     assert read_stream(gateway.url, first["stream_url"])[-1][1] == "done"
 
 

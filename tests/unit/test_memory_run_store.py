@@ -1,9 +1,10 @@
-"""What only the in-memory run store does: it stays bounded, in runs and in projects."""
+"""What only the in-memory run store does: it stays bounded, in runs, projects and
+sessions."""
 
 from dataclasses import replace
 
 from adapters.memory import MemoryRunStore
-from domain.model import RunStatus
+from domain.model import RunStatus, Session, Transcript
 from tests.contract.test_run_store_contract import make_run
 
 
@@ -31,3 +32,17 @@ async def test_each_project_keeps_at_most_its_own_limit():
     for i in range(4):
         await store.save(replace(make_run(i), status=RunStatus.FAILED))
     assert [run.run_id for run in await store.list_recent(["demo"])] == ["run3", "run2"]
+
+
+async def test_sessions_stay_within_their_bytes_least_recently_used_first():
+    store = MemoryRunStore(max_session_bytes=250)
+    for name in ("a", "b", "c"):
+        await store.save_session(Session(name, "demo", transcript=Transcript("s/x", b"x" * 100)))
+    assert await store.get_session("a") is None  # 300 bytes: the oldest went
+    await store.save_session(Session("b", "demo", transcript=Transcript("s/x", b"y" * 100)))
+    await store.save_session(Session("d", "demo", transcript=Transcript("s/x", b"z" * 100)))
+    assert await store.get_session("c") is None  # b was saved again: c was the oldest
+    assert await store.get_session("b") is not None and await store.get_session("d") is not None
+    await store.save_session(Session("huge", "demo", transcript=Transcript("s/x", b"h" * 251)))
+    assert await store.get_session("huge") is None  # larger than all: not kept, nothing lost
+    assert await store.get_session("b") is not None and await store.get_session("d") is not None
