@@ -55,8 +55,9 @@ def context(project_id: str, session_id: str) -> bytes:
 
 class TranscriptKeeper:
     """Saves and restores the CLI's session transcripts, at most `max_bytes` each, sealed
-    with `cipher` when there is one. A failure is logged, never fails a run: the run has
-    happened (a save) or the CLI says itself that it found no session (a restore)."""
+    with `cipher` when there is one; `env` is the CLI's (a pod has its own instead). A
+    failure is logged, never fails a run: the run has happened (a save) or the CLI says
+    itself that it found no session (a restore)."""
 
     def __init__(
         self,
