@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 
 from domain.errors import AgentStartFailed
-from domain.model import Session, Transcript
+from domain.model import Completed, Session, Transcript
 from domain.templates import KubePlacement
 from ports.process_runner import ProcessRunner
 from ports.run_store import RunStore
@@ -35,12 +35,16 @@ done
 exit 3
 """
 # argv: sh -c RESTORE sh <path under projects/>; the content on stdin. A transcript that
-# is there is the newer one: it stays. Written aside, then renamed: never half a file.
+# is there is the newer one: it stays. Written aside (a name of its own per restore), then
+# renamed: never half a file.
 RESTORE_SCRIPT = r"""
 f=${CLAUDE_CONFIG_DIR:-$HOME/.claude}/projects/$1
 [ -e "$f" ] && exit 0
 umask 077
-mkdir -p -- "${f%/*}" && cat > "$f.agent-gateway" && mv -f -- "$f.agent-gateway" "$f"
+mkdir -p -- "${f%/*}" || exit 1
+cat > "$f.agent-gateway.$$" && mv -f -- "$f.agent-gateway.$$" "$f" && exit 0
+rm -f -- "$f.agent-gateway.$$"
+exit 1
 """
 NO_TRANSCRIPT, TOO_LARGE = 3, 4
 SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,127}")
@@ -90,27 +94,44 @@ class TranscriptKeeper:
         except AgentStartFailed as exc:
             log.warning("session %s: cannot read its transcript: %s", session_id, exc)
             return
+        try:
+            kept = await self._store.get_session(session_id)
+            if kept is not None and kept.project_id != project_id:
+                log.warning("session %s is another project's: transcript not kept", session_id)
+                return
+            transcript = self._transcript(project_id, session_id, done)
+            if transcript is None and done.exit_code != TOO_LARGE:
+                return  # the CLI wrote none (a failed resume): what was kept stays
+            # One too large goes, older copy too: a resume must not quietly lose turns.
+            await self._store.save_session(Session(session_id, project_id, transcript=transcript))
+        except Exception:  # the store is down: the run has happened all the same
+            log.exception("session %s: cannot keep its transcript", session_id)
+
+    def _transcript(self, project_id: str, session_id: str, done: Completed) -> Transcript | None:
+        """What the save script printed, sealed; None (logged) if there is nothing to keep."""
         if done.exit_code != 0:
             why = {NO_TRANSCRIPT: "the CLI wrote none", TOO_LARGE: f"over {self._max_bytes} bytes"}
             reason = why.get(done.exit_code, f"exit code {done.exit_code}")
             log.warning("session %s: transcript not kept: %s", session_id, reason)
-            return
+            return None
         path, _, content = done.stdout.partition(b"\n")
         relative = path.decode(errors="replace")
         if not self._valid_path(relative, session_id):
             log.warning("session %s: transcript at an unexpected path %r", session_id, relative)
-            return
-        key_id = None
-        if self._cipher is not None:
-            content = self._cipher.seal(content, context(project_id, session_id))
-            key_id = self._cipher.key_of(content)
-        session = Session(session_id, project_id, transcript=Transcript(relative, content, key_id))
-        await self._store.save_session(session)
+            return None
+        if self._cipher is None:
+            return Transcript(relative, content)
+        sealed = self._cipher.seal(content, context(project_id, session_id))
+        return Transcript(relative, sealed, self._cipher.key_of(sealed))
 
     async def restore(
         self, project_id: str, session_id: str, placement: KubePlacement | None
     ) -> None:
-        session = await self._store.get_session(session_id)
+        try:
+            session = await self._store.get_session(session_id)
+        except Exception:  # the store is down: the CLI looks for the session itself
+            log.exception("session %s: cannot read its transcript from the store", session_id)
+            return
         if session is None or session.transcript is None or session.project_id != project_id:
             return  # not one the gateway kept for this project: the CLI looks for itself
         transcript = session.transcript

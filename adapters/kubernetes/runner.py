@@ -223,7 +223,8 @@ class KubernetesExecRunner:
             if isinstance(exc, AgentStartFailed):
                 raise
             raise AgentStartFailed(f"{argv[0]!r} in pod {target}: {exc or 'timed out'}") from exc
-        await socket.close()
+        finally:
+            await socket.close()  # closing twice is harmless; a cancel must close it too
         code, failure = parse_status(bytes(status))
         if code is None:
             raise AgentStartFailed(f"{argv[0]!r} in pod {target}: {failure}")

@@ -118,12 +118,18 @@ class LocalProcessRunner:
         except OSError as exc:
             raise AgentStartFailed(f"cannot start {argv[0]!r}: {exc}") from exc
         assert process.stdin is not None and process.stdout is not None
+        pipe = process.stdin
+
+        async def write_stdin() -> None:
+            pipe.write(stdin)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                await pipe.drain()  # a command may end without reading it all
+            pipe.close()
+
+        # Written beside the reading: a command may print a lot before it reads it all.
+        writer = asyncio.create_task(write_stdin())
         try:
             async with asyncio.timeout(timeout_s):
-                process.stdin.write(stdin)
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    await process.stdin.drain()  # a command may end without reading it all
-                process.stdin.close()
                 stdout = bytearray()
                 while chunk := await process.stdout.read(64 * 1024):
                     stdout += chunk
@@ -133,8 +139,10 @@ class LocalProcessRunner:
         except TimeoutError:
             raise AgentStartFailed(f"{argv[0]!r} did not end within {timeout_s:g} s") from None
         finally:
+            writer.cancel()
             if process.returncode is None:
-                process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)  # its own session: the whole group
                 await process.wait()
 
 

@@ -64,13 +64,23 @@ async def test_another_projects_session_is_not_put_back(pod):
     assert not transcript.exists()
 
 
-async def test_a_transcript_over_the_bound_is_not_kept(pod, caplog):
+async def test_a_transcript_over_the_bound_is_not_kept_nor_its_older_copy(pod, caplog):
     keeper, store, transcript = pod
+    await keeper.save("demo", SESSION, None)
     transcript.write_bytes(b"x" * 1025)
     with caplog.at_level(logging.WARNING):
         await keeper.save("demo", SESSION, None)
-    assert await store.get_session(SESSION) is None
+    session = await store.get_session(SESSION)
+    assert session is not None and session.transcript is None  # no resume with lost turns
     assert "over 1024 bytes" in caplog.text
+
+
+async def test_a_session_of_another_project_is_not_overwritten(pod):
+    keeper, store, _ = pod
+    await keeper.save("demo", SESSION, None)
+    await keeper.save("other", SESSION, None)  # a pod two projects share
+    session = await store.get_session(SESSION)
+    assert session is not None and session.project_id == "demo"
 
 
 @pytest.mark.parametrize("session_id", ["*", "../x", "-rf", f"{SESSION} x"])
