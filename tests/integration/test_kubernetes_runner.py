@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import socket
-import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from httpx_sse import aconnect_sse
 
 from tests.conftest import process_alive, processes_working_in
-from tests.fakes.kube_apiserver import FakeKubeApiServer, kubeconfig, many_pods
-from tests.fakes.servers import FlakyProxy, RunningServer
+from tests.fakes.servers import FlakyProxy
 from tests.integration.helpers import read_stream, start_run, texts, wait_for_file, wait_until
 
 
@@ -27,11 +23,6 @@ def kube_gateway(start_gateway, fake_kube):
         return start_gateway(**{**values, **overrides})
 
     return start
-
-
-def gateway_threads() -> int:
-    """Threads of this process but asyncio's child watchers (of the fake's processes)."""
-    return sum(1 for t in threading.enumerate() if not t.name.startswith("waitpid-"))
 
 
 def exec_kind(command: list[str]) -> str:
@@ -288,35 +279,3 @@ def test_providers_say_claude_code_is_unavailable_while_the_api_server_is_unreac
 def claude_code(url: str) -> dict:
     providers = httpx.get(f"{url}/providers").json()
     return next(p for p in providers if p["name"] == "claude-code")
-
-
-def test_one_hundred_concurrent_exec_runs_in_as_many_pods_complete_without_a_thread_each(
-    start_gateway, tmp_path, monkeypatch
-):
-    """The bounded version of benchmarks/pods_bench.py (500 runs, with figures)."""
-    fake = FakeKubeApiServer(many_pods(tmp_path / "pods", 100))
-    with RunningServer(fake.app) as api:
-        config = tmp_path / "kubeconfig.json"
-        config.write_text(json.dumps(kubeconfig(api.url)))
-        monkeypatch.setenv("KUBECONFIG", str(config))
-        server = start_gateway(runner="kubernetes")
-        before, peak = gateway_threads(), [0]
-
-        async def one(client: httpx.AsyncClient, project: str) -> str:
-            response = await client.post(f"/projects/{project}/claude", json={"prompt": "lines 20"})
-            assert response.status_code == 202, response.text
-            async with aconnect_sse(client, "GET", response.json()["stream_url"]) as source:
-                async for sse in source.aiter_sse():
-                    peak[0] = max(peak[0], gateway_threads())
-                    if sse.event == "done":
-                        return str(json.loads(sse.data)["status"])
-            return "no done"
-
-        async def all_runs() -> list[str]:
-            async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
-                return await asyncio.gather(*(one(client, f"p{i}") for i in range(100)))
-
-        assert asyncio.run(all_runs()) == ["succeeded"] * 100
-    # The fake's processes are watched by asyncio's waitpid threads in this process; the
-    # gateway's execs are WebSockets and need none. A thread per run would add 100.
-    assert peak[0] - before < 20, (before, peak)
