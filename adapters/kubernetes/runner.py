@@ -166,9 +166,7 @@ class KubernetesExecRunner:
     ) -> ExecProcess:
         if len(self._running) >= self._max_execs:
             raise AgentStartFailed(f"{self._max_execs} execs are running, the most allowed")
-        locator = self._locator_for(placement)
-        pod, container = await self._pods.find(locator, project_id)
-        target = Target(locator.namespace, pod, container)
+        locator, target = await self._target(project_id, placement)
         tag = secrets.token_hex(16)
         forwarded = [f"{k}={env[k]}" for k in FORWARDED if k in env]
         command = [*argv]
@@ -197,9 +195,7 @@ class KubernetesExecRunner:
         max_output: int = 1024 * 1024,
     ) -> Completed:
         """`env` is not forwarded: the command sees the container's environment."""
-        locator = self._locator_for(placement)
-        pod, container = await self._pods.find(locator, project_id)
-        target = Target(locator.namespace, pod, container)
+        locator, target = await self._target(project_id, placement)
         tag = secrets.token_hex(16)
         prefix = ["env", f"{TAG_VARIABLE}={tag}"]
         try:
@@ -218,17 +214,24 @@ class KubernetesExecRunner:
                     elif channel == STATUS:
                         status += data
         except (AgentStartFailed, ExecLost, TimeoutError) as exc:
-            await socket.close()
             await self._stop_in_pod(target, tag)
             if isinstance(exc, AgentStartFailed):
                 raise
             raise AgentStartFailed(f"{argv[0]!r} in pod {target}: {exc or 'timed out'}") from exc
         finally:
-            await socket.close()  # closing twice is harmless; a cancel must close it too
+            await socket.close()  # a cancel too
         code, failure = parse_status(bytes(status))
         if code is None:
             raise AgentStartFailed(f"{argv[0]!r} in pod {target}: {failure}")
         return Completed(code, bytes(stdout))
+
+    async def _target(
+        self, project_id: str, placement: KubePlacement | None
+    ) -> tuple[PodLocator, Target]:
+        """The project's pod (and the locator that found it, to forget a pod gone)."""
+        locator = self._locator_for(placement)
+        pod, container = await self._pods.find(locator, project_id)
+        return locator, Target(locator.namespace, pod, container)
 
     def _locator_for(self, placement: KubePlacement | None) -> PodLocator:
         """The runner's pod locator, with what the project's template or overrides chose."""

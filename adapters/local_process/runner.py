@@ -62,8 +62,7 @@ class LocalProcessRunner:
         files: Mapping[str, bytes] | None = None,
         placement: KubePlacement | None = None,
     ) -> LocalProcess:
-        cwd = self._workspace_root / project_id
-        cwd.mkdir(parents=True, exist_ok=True)
+        cwd = self._workdir(project_id)
         for relative, content in (files or {}).items():
             path = cwd / relative
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,6 +92,11 @@ class LocalProcessRunner:
         await process.attach(stdin, keep_stdin_open)
         return process
 
+    def _workdir(self, project_id: str) -> Path:
+        cwd = self._workspace_root / project_id
+        cwd.mkdir(parents=True, exist_ok=True)
+        return cwd
+
     async def run(
         self,
         project_id: str,
@@ -103,12 +107,10 @@ class LocalProcessRunner:
         timeout_s: float = 30.0,
         max_output: int = 1024 * 1024,
     ) -> Completed:
-        cwd = self._workspace_root / project_id
-        cwd.mkdir(parents=True, exist_ok=True)
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv,
-                cwd=cwd,
+                cwd=self._workdir(project_id),
                 env=dict(env),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
