@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import pickle
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable
@@ -13,15 +14,28 @@ from domain.errors import StreamNotFound, SubscriberTooSlow
 from domain.model import GapEvent, SequencedEvent, StreamEvent, approximate_size
 
 MAX_BATCH = 1000  # events handed to a subscriber at once: bounds one chunk's size
+# The newest events of a stream stay objects, which live subscribers read; older ones are
+# packed (pickled) PACK at a time. Objects kept for long are what the cyclic garbage
+# collector scans again and again: with a hundred runs' retained events as objects, its
+# full passes stalled every stream for 14-30 ms (benchmarks/stream_bench.py, paced), and
+# they grow with retention. Bytes are never scanned, and are smaller (43 bytes for a
+# short delta).
+PACK = 64
 
 
 @dataclass(eq=False, slots=True)
 class _Stream:
-    """The retained log: events[i].seq == first_seq + i; ends[i] is the number of bytes
-    published up to and including events[i] (approximate_size), so a byte budget and a
-    reader's unread bytes are one subtraction each."""
+    """The retained log, events first_seq .. next_seq - 1: the newest as objects in
+    `events` (fewer than 2 x PACK), the older in `packed`, PACK events each, contiguous,
+    the first starting at seq `packed_from` (it may begin before first_seq: trimming
+    advances first_seq and drops only whole packs). ends[i] is the number of bytes
+    published up to and including seq first_seq + i (approximate_size), so a byte budget
+    and a reader's unread bytes are one subtraction each."""
 
     events: list[SequencedEvent] = field(default_factory=list)
+    packed: list[bytes | list[SequencedEvent]] = field(default_factory=list)
+    packed_from: int = 1
+    unpacked: tuple[int, list[SequencedEvent]] | None = None  # the last pack read, by index
     ends: list[int] = field(default_factory=list)
     first_seq: int = 1
     next_seq: int = 1
@@ -35,6 +49,63 @@ class _Stream:
         """Bytes published before `seq` (a retained seq, or next_seq)."""
         index = seq - self.first_seq
         return self.trimmed_bytes if index <= 0 else self.ends[index - 1]
+
+    @property
+    def retained(self) -> int:
+        return self.next_seq - self.first_seq
+
+    @property
+    def objects_from(self) -> int:
+        """The seq of events[0] (next_seq if there is none)."""
+        return self.next_seq - len(self.events)
+
+    def pack(self) -> None:
+        """Packs the oldest PACK of `events`. An event that cannot be pickled keeps its pack
+        as objects: retention never loses an event."""
+        chunk = self.events[:PACK]
+        try:
+            packed: bytes | list[SequencedEvent] = pickle.dumps(chunk, pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError):
+            packed = chunk
+        if not self.packed:
+            self.packed_from = chunk[0].seq
+        self.packed.append(packed)
+        del self.events[:PACK]
+
+    def read(self, cursor: int) -> list[SequencedEvent]:
+        """Up to MAX_BATCH retained events from `cursor` (first_seq <= cursor < next_seq)."""
+        objects_from = self.objects_from
+        batch: list[SequencedEvent] = []
+        while cursor < objects_from and len(batch) < MAX_BATCH:
+            index = (cursor - self.packed_from) // PACK
+            pack_from = self.packed_from + index * PACK
+            batch += self._unpack(index)[cursor - pack_from :]
+            cursor = pack_from + PACK
+        if cursor >= objects_from and len(batch) < MAX_BATCH:
+            start = cursor - objects_from
+            batch += self.events[start : start + MAX_BATCH - len(batch)]
+        return batch[:MAX_BATCH]
+
+    def _unpack(self, index: int) -> list[SequencedEvent]:
+        packed = self.packed[index]
+        if isinstance(packed, list):
+            return packed
+        if self.unpacked is None or self.unpacked[0] != index:
+            # kept: the stream's other readers replay the same objects (encoded once)
+            self.unpacked = (index, pickle.loads(packed))  # our own bytes, never a peer's
+        return self.unpacked[1]
+
+    def drop_before(self, seq: int) -> None:
+        """Forgets the events before `seq` (ends and bytes are the caller's)."""
+        whole = min((seq - self.packed_from) // PACK, len(self.packed)) if self.packed else 0
+        if whole > 0:
+            del self.packed[:whole]
+            self.packed_from += whole * PACK
+            self.unpacked = None  # its index has moved
+        objects_from = self.objects_from
+        if seq > objects_from:
+            del self.events[: seq - objects_from]
+        self.first_seq = seq
 
 
 class MemoryEventHub:
@@ -88,8 +159,10 @@ class MemoryEventHub:
         stream.published_bytes += approximate_size(event)
         stream.events.append(sequenced)
         stream.ends.append(stream.published_bytes)
+        if len(stream.events) >= 2 * PACK:
+            stream.pack()
         if (
-            len(stream.events) > self._trim_at
+            stream.retained > self._trim_at
             or stream.published_bytes - stream.trimmed_bytes > self._retain_bytes
         ):
             self._trim(stream)
@@ -124,7 +197,7 @@ class MemoryEventHub:
                 first = stream.first_seq
                 lead = [SequencedEvent(first - 1, GapEvent(first_available=first))]
                 cursor = first
-                if not stream.events:
+                if not stream.retained:
                     yield lead
                     lead = []
             while True:
@@ -132,8 +205,7 @@ class MemoryEventHub:
                     if cursor < stream.first_seq:  # trimmed while it was replaying
                         raise SubscriberTooSlow()
                     self._check_pace(stream, max(cursor, live_from))
-                    start = cursor - stream.first_seq
-                    batch = stream.events[start : start + MAX_BATCH]
+                    batch = stream.read(cursor)
                     cursor = batch[-1].seq + 1
                     if lead:
                         batch, lead = lead + batch, []
@@ -146,6 +218,8 @@ class MemoryEventHub:
                     await asyncio.shield(stream.wakeup)  # shared: one reader's cancel is its own
         finally:
             stream.readers -= 1
+            if not stream.readers:
+                stream.unpacked = None
 
     def _check_pace(self, stream: _Stream, unread_from: int) -> None:
         """Raises SubscriberTooSlow if the live events it has not read are too many.
@@ -159,20 +233,19 @@ class MemoryEventHub:
     def _trim(self, stream: _Stream) -> None:
         """Drops the oldest events past the budgets, a slice at a time (a 16th of slack),
         so that trimming costs O(1) per publish on average; the newest event always stays."""
-        events = stream.events
+        retained = stream.retained
         drop = 0
-        if len(events) > self._trim_at:
-            drop = len(events) - self._retain_events
+        if retained > self._trim_at:
+            drop = retained - self._retain_events
         if stream.published_bytes - stream.trimmed_bytes > self._retain_bytes:
             # the first index whose following events fit in 15/16 of the budget
             keep_from = stream.published_bytes - self._retain_bytes * 15 // 16
             drop = max(drop, bisect.bisect_left(stream.ends, keep_from) + 1)
-        drop = min(drop, len(events) - 1)
+        drop = min(drop, retained - 1)
         if drop > 0:
             stream.trimmed_bytes = stream.ends[drop - 1]
-            del events[:drop]
             del stream.ends[:drop]
-            stream.first_seq += drop
+            stream.drop_before(stream.first_seq + drop)
 
     @staticmethod
     def _wake(stream: _Stream) -> None:

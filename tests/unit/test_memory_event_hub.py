@@ -2,10 +2,12 @@
 finished streams (the behaviour every hub shares is in tests/contract)."""
 
 import asyncio
+import gc
 
 import pytest
 
 from adapters.memory import MemoryEventHub
+from adapters.memory.event_hub import PACK
 from domain.errors import StreamNotFound, SubscriberTooSlow
 from domain.model import GapEvent, OutputEvent, OutputType, approximate_size
 
@@ -117,3 +119,52 @@ async def test_a_replay_overtaken_by_trimming_is_cut_not_handed_other_events():
         await hub.publish("s", text(i))
     with pytest.raises(SubscriberTooSlow):
         await anext(replay)
+
+
+async def test_older_events_are_packed_and_replay_as_published():
+    hub = MemoryEventHub(retain_events=1000, max_pending=1000)
+    await hub.create("s", after_seq=7)  # packs start where the stream does
+    published = [text(i) for i in range(3000)]
+    published[100] = OutputEvent(OutputType.TEXT, "-", fields={"f": lambda: None})  # no pickle
+    for event in published:
+        await hub.publish("s", event)
+    await hub.close("s")
+    stream = hub._streams["s"]
+    assert stream.packed and len(stream.events) < 2 * PACK  # the newest stay objects
+    replay = await collect(hub.subscribe("s"))
+    assert replay[0].event == GapEvent(first_available=replay[1].seq)
+    kept = replay[1:]
+    assert 1000 <= len(kept) < 1000 + PACK  # trimming keeps at least retain_events
+    assert [e.seq for e in kept] == list(range(3008 - len(kept), 3008))
+    assert [e.event for e in kept] == published[-len(kept) :]
+    # a resume inside a pack, and one right at the newest objects
+    middle = kept[len(kept) // 2].seq
+    assert [e.seq for e in await collect(hub.subscribe("s", middle))] == list(
+        range(middle + 1, 3008)
+    )
+    assert [e.seq for e in await collect(hub.subscribe("s", 3000))] == list(range(3001, 3008))
+
+
+async def test_an_event_that_cannot_be_pickled_stays_retained():
+    hub = MemoryEventHub()
+    await hub.create("s")
+    odd = OutputEvent(OutputType.TEXT, "-", fields={"f": lambda: None})
+    for i in range(4 * PACK):
+        await hub.publish("s", odd if i == 3 else text(i))
+    await hub.close("s")
+    events = [e.event for e in await collect(hub.subscribe("s"))]
+    assert events[3] is odd and events[4] == text(4) and len(events) == 4 * PACK
+
+
+async def test_retained_events_are_not_left_for_the_garbage_collector_to_scan():
+    # The cyclic collector's passes cost time in proportion to the container objects
+    # alive; a long stream's retained events must not be among them.
+    hub = MemoryEventHub()
+    await hub.create("s")
+    gc.collect()
+    before = len(gc.get_objects())
+    for i in range(20_000):
+        await hub.publish("s", OutputEvent(OutputType.TEXT, f"line {i}"))
+    gc.collect()
+    assert len(gc.get_objects()) - before < 4 * PACK + 100
+    assert len(await collect(hub.subscribe("s"), 20_000)) == 20_000
