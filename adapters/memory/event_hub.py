@@ -26,15 +26,14 @@ PACK = 64
 @dataclass(eq=False, slots=True)
 class _Stream:
     """The retained log, events first_seq .. next_seq - 1: the newest as objects in
-    `events` (fewer than 2 x PACK), the older in `packed`, PACK events each, contiguous,
-    the first starting at seq `packed_from` (it may begin before first_seq: trimming
+    `events` (fewer than 2 x PACK), the older in `packed`, PACK events each, contiguous
+    and ending where `events` begins (the first may begin before first_seq: trimming
     advances first_seq and drops only whole packs). ends[i] is the number of bytes
     published up to and including seq first_seq + i (approximate_size), so a byte budget
     and a reader's unread bytes are one subtraction each."""
 
     events: list[SequencedEvent] = field(default_factory=list)
     packed: list[bytes | list[SequencedEvent]] = field(default_factory=list)
-    packed_from: int = 1
     unpacked: tuple[int, list[SequencedEvent]] | None = None  # the last pack read, by index
     ends: list[int] = field(default_factory=list)
     first_seq: int = 1
@@ -59,6 +58,11 @@ class _Stream:
         """The seq of events[0] (next_seq if there is none)."""
         return self.next_seq - len(self.events)
 
+    @property
+    def packed_from(self) -> int:
+        """The seq of the first packed event."""
+        return self.objects_from - len(self.packed) * PACK
+
     def pack(self) -> None:
         """Packs the oldest PACK of `events`. An event that cannot be pickled keeps its pack
         as objects: retention never loses an event."""
@@ -67,18 +71,16 @@ class _Stream:
             packed: bytes | list[SequencedEvent] = pickle.dumps(chunk, pickle.HIGHEST_PROTOCOL)
         except (pickle.PicklingError, TypeError, AttributeError):
             packed = chunk
-        if not self.packed:
-            self.packed_from = chunk[0].seq
         self.packed.append(packed)
         del self.events[:PACK]
 
     def read(self, cursor: int) -> list[SequencedEvent]:
         """Up to MAX_BATCH retained events from `cursor` (first_seq <= cursor < next_seq)."""
-        objects_from = self.objects_from
+        objects_from, packed_from = self.objects_from, self.packed_from
         batch: list[SequencedEvent] = []
         while cursor < objects_from and len(batch) < MAX_BATCH:
-            index = (cursor - self.packed_from) // PACK
-            pack_from = self.packed_from + index * PACK
+            index = (cursor - packed_from) // PACK
+            pack_from = packed_from + index * PACK
             batch += self._unpack(index)[cursor - pack_from :]
             cursor = pack_from + PACK
         if cursor >= objects_from and len(batch) < MAX_BATCH:
@@ -100,7 +102,6 @@ class _Stream:
         whole = min((seq - self.packed_from) // PACK, len(self.packed)) if self.packed else 0
         if whole > 0:
             del self.packed[:whole]
-            self.packed_from += whole * PACK
             self.unpacked = None  # its index has moved
         objects_from = self.objects_from
         if seq > objects_from:
