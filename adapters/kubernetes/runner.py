@@ -166,19 +166,14 @@ class KubernetesExecRunner:
     ) -> ExecProcess:
         if len(self._running) >= self._max_execs:
             raise AgentStartFailed(f"{self._max_execs} execs are running, the most allowed")
-        locator, target = await self._target(project_id, placement)
-        tag = secrets.token_hex(16)
         forwarded = [f"{k}={env[k]}" for k in FORWARDED if k in env]
         command = [*argv]
         if secret_env or files:
             command = ["sh", "-c", LAUNCHER, "agent-gateway-launcher", *command]
             stdin = framed(secret_env or {}, files or {}) + stdin
-        prefix = ["env", f"{TAG_VARIABLE}={tag}", *forwarded]
-        try:
-            socket = await self._open(target, tag, prefix, command, stdin, keep_stdin_open)
-        except ExecFailed as exc:
-            self._pods.forget(locator, project_id)  # the pod may be gone: look again next time
-            raise AgentStartFailed(str(exc)) from exc
+        target, tag, socket = await self._open_in_pod(
+            project_id, placement, forwarded, command, stdin, keep_stdin_open
+        )
         process = ExecProcess(socket, lambda: self._stop_in_pod(target, tag), keep_stdin_open)
         self._running.add(process)
         process.exited.add_done_callback(lambda _: self._running.discard(process))
@@ -195,14 +190,7 @@ class KubernetesExecRunner:
         max_output: int = 1024 * 1024,
     ) -> Completed:
         """`env` is not forwarded: the command sees the container's environment."""
-        locator, target = await self._target(project_id, placement)
-        tag = secrets.token_hex(16)
-        prefix = ["env", f"{TAG_VARIABLE}={tag}"]
-        try:
-            socket = await self._open(target, tag, prefix, [*argv], stdin, False)
-        except ExecFailed as exc:
-            self._pods.forget(locator, project_id)
-            raise AgentStartFailed(str(exc)) from exc
+        target, tag, socket = await self._open_in_pod(project_id, placement, [], [*argv], stdin)
         stdout, status = bytearray(), bytearray()
         try:
             async with asyncio.timeout(timeout_s):
@@ -225,13 +213,28 @@ class KubernetesExecRunner:
             raise AgentStartFailed(f"{argv[0]!r} in pod {target}: {failure}")
         return Completed(code, bytes(stdout))
 
-    async def _target(
-        self, project_id: str, placement: KubePlacement | None
-    ) -> tuple[PodLocator, Target]:
-        """The project's pod (and the locator that found it, to forget a pod gone)."""
+    async def _open_in_pod(
+        self,
+        project_id: str,
+        placement: KubePlacement | None,
+        variables: list[str],
+        command: list[str],
+        stdin: bytes,
+        keep_stdin_open: bool = False,
+    ) -> tuple[Target, str, ExecSocket]:
+        """Opens `command` in the project's pod under a new run tag (and `variables`, as
+        `env` arguments): its target, its tag and its socket."""
         locator = self._locator_for(placement)
         pod, container = await self._pods.find(locator, project_id)
-        return locator, Target(locator.namespace, pod, container)
+        target = Target(locator.namespace, pod, container)
+        tag = secrets.token_hex(16)
+        prefix = ["env", f"{TAG_VARIABLE}={tag}", *variables]
+        try:
+            socket = await self._open(target, tag, prefix, command, stdin, keep_stdin_open)
+        except ExecFailed as exc:
+            self._pods.forget(locator, project_id)  # the pod may be gone: look again next time
+            raise AgentStartFailed(str(exc)) from exc
+        return target, tag, socket
 
     def _locator_for(self, placement: KubePlacement | None) -> PodLocator:
         """The runner's pod locator, with what the project's template or overrides chose."""
