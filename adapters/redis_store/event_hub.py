@@ -26,6 +26,7 @@ local seq = redis.call('INCR', KEYS[2])
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'e', ARGV[1])
 return seq
 """
+BLOCK_MS = 5000  # how long one XREAD of a follower waits for new entries
 # KEYS: stream, counter, closed flag. ARGV: retention seconds.
 CLOSE = """
 if redis.call('SET', KEYS[3], '1', 'NX') then
@@ -50,7 +51,7 @@ class RedisEventHub:
         retain_events: int = 10_000,
         retention_s: float = 3600.0,
         open_ttl_s: float = 7 * 86400.0,
-        block_ms: int = 5000,
+        block_ms: int = BLOCK_MS,
         max_pending: int = 10_000,
         prefix: str = "agw",
     ) -> None:

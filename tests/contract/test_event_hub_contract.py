@@ -7,11 +7,10 @@ import random
 import uuid
 
 import pytest
-import redis.asyncio as redis
 
 from adapters.memory import MemoryEventHub
 from adapters.postgres import PostgresBackend
-from adapters.redis_store import RedisEventHub
+from adapters.redis_store import BLOCK_MS, RedisEventHub, connect
 from domain.errors import StreamNotFound, SubscriberTooSlow
 from domain.model import (
     DoneEvent,
@@ -39,7 +38,7 @@ async def make_hub(request):
             return backends[0].hub
         if request.param == "memory":
             return MemoryEventHub(retain_events=retain_events, max_pending=max_pending)
-        client = redis.from_url(request.getfixturevalue("redis_server").url)
+        client = connect(request.getfixturevalue("redis_server").url, max_connections=50)
         clients.append(client)
         return RedisEventHub(
             client,
@@ -202,3 +201,10 @@ async def test_a_reader_slower_than_the_run_gets_every_event_with_reconnects_and
     assert cuts >= 1 or backend == "postgres"
     assert not any(isinstance(e.event, GapEvent) for e in seen)
     assert [e.seq for e in seen] == list(range(1, total + 1))
+
+
+def test_a_redis_client_waits_for_a_reply_longer_than_a_follower_blocks():
+    """A follower's XREAD is answered after up to BLOCK_MS; a client that gave up sooner
+    ended quiet streams early (redis-py's default socket timeout is 5 s, BLOCK_MS 5,000)."""
+    client = connect("redis://127.0.0.1:1/0", max_connections=1)  # connects on first use
+    assert client.connection_pool.connection_kwargs["socket_timeout"] > BLOCK_MS / 1000 + 1
