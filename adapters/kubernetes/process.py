@@ -4,7 +4,9 @@ second exec.
 Closing an exec connection does not stop the process in the container (kubernetes/kubernetes
 #89031, kubectl #1076): stopping is a second exec that signals every process carrying the
 run's tag, then the first exec reports the exit status. An exec whose connection breaks
-(the API server restarted, a network cut) is stopped the same way before the run fails."""
+(the API server restarted, a network cut) is stopped the same way before the run fails.
+An agent that ends by itself needs no second exec: the shell it runs under stops what it
+left behind before the exec reports its status."""
 
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ STATUS_AFTER_STOP_S = 10.0  # how long the exec may take to report its status af
 # Runs inside the pod with the tag and the grace periods as positional arguments (never
 # spliced into the script): interrupt, terminate, then kill every process whose environment
 # carries the tag, including descendants that left the process group (the claude CLI starts
-# tools with setsid) or were orphaned.
+# tools with setsid) or were orphaned. Its status: whether they are all gone, or the 4th
+# argument when one is given (the agent's status, when AFTER_AGENT runs it).
 STOP_SCRIPT = r"""
 tag="AGENT_GATEWAY_PROCESS_TAG=$1"
 if printf 'x\0' | grep -qzx x 2>/dev/null; then
@@ -56,11 +59,29 @@ wait_gone() {
   deadline=$(( $(date +%s) + $1 ))
   while [ -n "$(tagged)" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.2; done
 }
-[ -z "$(tagged)" ] && exit 0
+[ -z "$(tagged)" ] && exit "${4:-0}"
 signal_all INT; wait_gone "$2"
 signal_all TERM; wait_gone "$3"
 signal_all KILL; wait_gone 5
+[ -n "$4" ] && exit "$4"
 [ -z "$(tagged)" ]
+"""
+
+# The agent runs under this shell (argv: sh -c AFTER_AGENT name STOP_SCRIPT grace grace
+# argv...), which, once the agent has exited, runs the stop script for what it left behind
+# and exits with the agent's status (128+N for signal N, as the kubelet reports a signal).
+# Its trap, unlike an ignored signal, is not inherited: the agent gets a stop script's
+# signals as it would without this shell, and the shell goes on to reap once the agent has
+# ended. It drops the tag before it execs the stop script, which would find itself.
+AFTER_AGENT = r"""
+trap : INT TERM
+stop=$1 interrupt_grace=$2 terminate_grace=$3
+shift 3
+"$@"
+code=$?
+tag=$AGENT_GATEWAY_PROCESS_TAG
+unset AGENT_GATEWAY_PROCESS_TAG
+exec sh -c "$stop" sh "$tag" "$interrupt_grace" "$terminate_grace" "$code"
 """
 
 
@@ -167,7 +188,9 @@ class ExecProcess:
                 await asyncio.shield(self._exited)
 
     async def _stop_once(self) -> None:
-        async with self._stop_lock:
-            if not self._stop_sent:
+        async with self._stop_lock:  # a second caller waits for the stop under way
+            # An exec that reported a status needs none: AFTER_AGENT stopped what was left.
+            reported = self._exited.done() and self._exited.result() is not None
+            if not self._stop_sent and not reported:
                 self._stop_sent = True
                 await self._stop_in_pod()

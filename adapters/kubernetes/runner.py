@@ -31,7 +31,7 @@ from adapters.kubernetes.exec_transport import (
     parse_status,
 )
 from adapters.kubernetes.pods import PodLocator, PodLookups
-from adapters.kubernetes.process import STOP_SCRIPT, TAG_VARIABLE, ExecProcess
+from adapters.kubernetes.process import AFTER_AGENT, STOP_SCRIPT, TAG_VARIABLE, ExecProcess
 from domain.errors import AgentStartFailed
 from domain.model import Completed
 from domain.templates import KubePlacement
@@ -112,7 +112,8 @@ class KubernetesExecRunner:
     ) -> None:
         self._configuration = configuration
         self._locator = locator
-        self._grace = (interrupt_grace_s, terminate_grace_s)
+        self._grace = [str(round(interrupt_grace_s)), str(round(terminate_grace_s))]
+        self._stop_timeout_s = OPEN_TIMEOUT_S + interrupt_grace_s + terminate_grace_s
         self._max_execs = max_execs
         self._calls = ThreadPoolExecutor(8, thread_name_prefix="kube-api")
         self._api = client.CoreV1Api(client.ApiClient(configuration))
@@ -171,8 +172,10 @@ class KubernetesExecRunner:
         if secret_env or files:
             command = ["sh", "-c", LAUNCHER, "agent-gateway-launcher", *command]
             stdin = framed(secret_env or {}, files or {}) + stdin
+        # What the agent leaves behind is stopped in the same exec, once the agent has ended.
+        after = ["sh", "-c", AFTER_AGENT, "agent-gateway-run", STOP_SCRIPT, *self._grace]
         target, tag, socket = await self._open_in_pod(
-            project_id, placement, forwarded, command, stdin, keep_stdin_open
+            project_id, placement, forwarded + after, command, stdin, keep_stdin_open
         )
         process = ExecProcess(socket, lambda: self._stop_in_pod(target, tag), keep_stdin_open)
         self._running.add(process)
@@ -217,18 +220,19 @@ class KubernetesExecRunner:
         self,
         project_id: str,
         placement: KubePlacement | None,
-        variables: list[str],
+        outer: list[str],
         command: list[str],
         stdin: bytes,
         keep_stdin_open: bool = False,
     ) -> tuple[Target, str, ExecSocket]:
-        """Opens `command` in the project's pod under a new run tag (and `variables`, as
-        `env` arguments): its target, its tag and its socket."""
+        """Opens `command` in the project's pod under a new run tag: its target, its tag and
+        its socket. `outer` (variables and a wrapper, as `env` arguments) goes around
+        `command` and its stdin's framing, so a wrapper waits for all of them."""
         locator = self._locator_for(placement)
         pod, container = await self._pods.find(locator, project_id)
         target = Target(locator.namespace, pod, container)
         tag = secrets.token_hex(16)
-        prefix = ["env", f"{TAG_VARIABLE}={tag}", *variables]
+        prefix = ["env", f"{TAG_VARIABLE}={tag}", *outer]
         try:
             socket = await self._open(target, tag, prefix, command, stdin, keep_stdin_open)
         except ExecFailed as exc:
@@ -287,16 +291,12 @@ class KubernetesExecRunner:
 
     async def _stop_in_pod(self, target: Target, tag: str) -> None:
         """Runs the stop script in the pod; tried again while it cannot be started."""
-        interrupt_grace, terminate_grace = self._grace
-        grace = [str(round(interrupt_grace)), str(round(terminate_grace))]
-        command = ["sh", "-c", STOP_SCRIPT, "sh", tag, *grace]
+        command = ["sh", "-c", STOP_SCRIPT, "sh", tag, *self._grace]
         deadline = time.monotonic() + STOP_RETRY_S
         delay = 0.25
         while True:
             try:
-                failure = await self._exec.run(
-                    target, command, OPEN_TIMEOUT_S + interrupt_grace + terminate_grace
-                )
+                failure = await self._exec.run(target, command, self._stop_timeout_s)
                 if failure is not None:
                     log.warning("stop script in pod %s: %s", target, failure)
                 return

@@ -9,6 +9,8 @@ stdin), writes the prompt it received to `received_prompt.bin` in its working di
   stderr     two lines on stderr
   children   starts `sleep` in its group and another in a session of its own (like the
              CLI's tool processes), writes its own pid and theirs to children.pids, waits
+  orphans    starts the same two children (one ignoring SIGINT and SIGTERM), writes
+             children.pids, replies and exits 0 without waiting for them
   stubborn   ignores SIGINT and SIGTERM, then waits
   slow       one text delta every 0.05 s, for a long time
   lines N S P C  N text deltas (padded with P times C, default x) as fast as possible,
@@ -171,6 +173,12 @@ def main():
             f.write(f"{os.getpid()} {group_child.pid} {session_child.pid}\n")
         delta("children started")
         time.sleep(600)
+    if word == "orphans":
+        stubborn = "trap '' INT TERM; sleep 600 & wait"
+        group_child = subprocess.Popen(["sh", "-c", stubborn])
+        session_child = subprocess.Popen(["sleep", "601"], start_new_session=True)
+        with open("children.pids", "w") as f:
+            f.write(f"{os.getpid()} {group_child.pid} {session_child.pid}\n")
     if word == "stubborn":
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

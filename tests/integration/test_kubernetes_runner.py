@@ -120,6 +120,19 @@ def test_cancel_stops_every_process_of_the_run_in_the_pod(kube_gateway, fake_kub
     assert [exec_kind(c) for c in fake_kube.execs] == ["agent", "stop", "save"]
 
 
+def test_what_an_agent_leaves_behind_is_stopped_in_its_own_exec(kube_gateway, fake_kube):
+    """The agent exits and leaves children (one ignoring signals, one in a session of
+    its own, both holding its stdout): they are stopped before the exec reports its
+    status, so the run ends and needs no stop exec of its own."""
+    server = kube_gateway()
+    events = read_stream(server.url, start_run(server.url, prompt="orphans")["stream_url"])
+    assert events[-1][2]["status"] == "succeeded" and events[-1][2]["exit_code"] == 0
+    pids = [int(p) for p in (fake_kube.workdir / "children.pids").read_text().split()]
+    assert not [pid for pid in pids if process_alive(pid)]
+    assert processes_working_in(fake_kube.workdir) == []
+    assert [exec_kind(c) for c in fake_kube.execs] == ["agent", "save"]
+
+
 def test_cancel_kills_an_agent_that_ignores_signals(kube_gateway, fake_kube):
     server = kube_gateway()
     started = start_run(server.url, prompt="stubborn one")
@@ -202,16 +215,15 @@ def test_an_api_server_that_speaks_only_v4_runs_agents_with_length_framed_stdin(
     for _ in range(2):
         events = read_stream(server.url, start_run(server.url, prompt=prompt)["stream_url"])
         assert texts(events) == f"You said: {prompt}"
-        assert events[-1][2]["status"] == "succeeded"
+        assert events[-1][2]["status"] == "succeeded", events
         assert (fake_kube.workdir / "received_prompt.bin").read_bytes() == prompt.encode()
 
     # The first exec could not close stdin: it was stopped and opened again framed by
     # length; the second run was framed from the start. (Each run ends with a look for
-    # its session's transcript, framed too, and a stop exec for what the agent may have
-    # left behind.)
+    # its session's transcript, framed too.)
     assert [exec_kind(c) for c in fake_kube.execs] == [
-        *["agent", "stop", "framed", "framed save", "stop"],
-        *["framed", "framed save", "stop"],
+        *["agent", "stop", "framed", "framed save"],
+        *["framed", "framed save"],
     ]
     assert processes_working_in(fake_kube.workdir) == []
     response = httpx.post(

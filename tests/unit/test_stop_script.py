@@ -9,7 +9,8 @@ import subprocess
 
 import pytest
 
-from adapters.kubernetes.process import STOP_SCRIPT, TAG_VARIABLE
+from adapters.kubernetes.process import AFTER_AGENT, STOP_SCRIPT, TAG_VARIABLE
+from tests.conftest import process_alive
 
 WITH_GREP_Z = "if printf 'x\\0' | grep -qzx x 2>/dev/null; then"
 
@@ -41,3 +42,54 @@ def test_it_stops_every_tagged_process_and_nothing_else(script):
         for process in (ignoring, plain, other):
             process.kill()
             process.wait()
+
+
+def after_agent(shell: str, agent: str) -> list[str]:
+    return [shell, "-c", AFTER_AGENT, "agent-gateway-run", STOP_SCRIPT, "0", "0", "sh", "-c", agent]
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+def test_after_the_agent_what_it_left_is_stopped_and_its_status_kept(shell, tmp_path):
+    """The agent reads its stdin, leaves a child that ignores SIGINT and SIGTERM and one
+    in a session of its own, and exits 3: both are gone when the shell exits 3."""
+    agent = (
+        "read line; echo \"$line\" > got; (trap '' INT TERM; exec sleep 60) & echo $! > pids; "
+        "setsid sleep 61 & echo $! >> pids; exit 3"
+    )
+    tagged = {**os.environ, TAG_VARIABLE: "run-1"}
+    other = subprocess.Popen(["sleep", "62"], env={**os.environ, TAG_VARIABLE: "run-2"})
+    try:
+        result = subprocess.run(
+            after_agent(shell, agent), env=tagged, cwd=tmp_path, input=b"hello\n", timeout=30
+        )
+        assert result.returncode == 3
+        assert (tmp_path / "got").read_text() == "hello\n"
+        left = [int(pid) for pid in (tmp_path / "pids").read_text().split()]
+        assert len(left) == 2 and not [pid for pid in left if process_alive(pid)]
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+def test_a_stop_scripts_signal_reaches_the_agent_and_the_shell_keeps_its_status(shell, tmp_path):
+    """A stop script signals every tagged process, this shell too: the agent gets SIGINT
+    with its default action (so it can stop gracefully) and the shell exits with the
+    agent's status."""
+    agent = (
+        "python3 -c 'import signal, time; print(signal.getsignal(signal.SIGINT)); time.sleep(30)'"
+    )
+    tagged = {**os.environ, TAG_VARIABLE: "run-1"}
+    shell_process = subprocess.Popen(
+        after_agent(shell, agent), env=tagged, stdout=subprocess.PIPE, preexec_fn=default_sigint
+    )
+    try:
+        assert shell_process.stdout is not None
+        assert b"default_int_handler" in shell_process.stdout.readline()
+        stop = subprocess.run(["sh", "-c", STOP_SCRIPT, "sh", "run-1", "5", "5"], timeout=30)
+        assert stop.returncode == 0
+        assert shell_process.wait(5) == 128 + signal.SIGINT
+    finally:
+        shell_process.kill()
+        shell_process.wait()
