@@ -12,8 +12,9 @@ sleeps until every subscriber is connected, then prints LINES deltas, one each I
 Printed for each runner: delta latency p50/p99/max (agent write -> subscriber read),
 /healthz p50/p99 while the runs are being started, how long the start burst took, refused
 starts, the gateway's own CPU (from /proc) per run start and per 1,000 delivered events,
-its peak RSS and peak thread count. Both gateways run with MAX_RUNS 1000 (the default 200
-would queue the rest) and otherwise default settings."""
+its peak RSS and peak thread count. Run as root, each fake pod has a PID namespace of its
+own (unshare, nsenter), as pods in a cluster do. Both gateways run with MAX_RUNS 1000 (the
+default 200 would queue the rest) and otherwise default settings."""
 
 from __future__ import annotations
 
@@ -43,6 +44,10 @@ from stream_bench import (
     peak_rss_kib,
     subscribe,
 )
+
+# Each fake pod gets a PID namespace of its own, as in a cluster, where we may make them
+# (root): otherwise a stop script's scan of /proc in one pod reads every pod's processes.
+PID_NAMESPACES = os.geteuid() == 0
 
 
 @dataclass
@@ -160,6 +165,7 @@ def measure(runner: str, runs: int, prompt: str, lines: int, work: Path) -> Figu
                 str(runs),
                 "--root",
                 str(work / "pods"),
+                *(["--pid-namespaces"] if PID_NAMESPACES else []),
             ],
             env,
             fake_port,
@@ -244,7 +250,8 @@ def main() -> None:
     prompt = f"{wait_s} {lines} {1000 / args.interval_ms}"
     print(
         f"== {args.runs} concurrent runs, {lines} deltas each {args.interval_ms:g} ms apart,"
-        f" one subscriber each; agents wait {wait_s:g} s for it"
+        f" one subscriber each; agents wait {wait_s:g} s for it; fake pods have"
+        f" {'a PID namespace each' if PID_NAMESPACES else 'one PID namespace (not root)'}"
     )
     rows = {}
     for runner in ("local", "kubernetes"):  # the baseline first

@@ -10,13 +10,21 @@ fake does NOT kill it when the WebSocket closes (kubernetes/kubernetes #89031).
 It serves as many pods as it is given (`many_pods` makes hundreds), can speak only v4 (as
 API servers before 1.30 do), and cuts its open exec streams on demand (`cut_streams`, as an
 API server that restarts does). `python -m tests.fakes.kube_apiserver` runs it on its own
-(the benchmarks use it so)."""
+(the benchmarks use it so).
+
+By default every pod's processes share this machine's PID namespace, so that tests can see
+them. With `pid_namespaces` (root only) each pod gets its own, as in a cluster: what runs in
+a pod sees only the pod's processes in `/proc`, so a stop script's scan costs what it would
+in a pod, not a scan of every pod's processes."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
+import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,8 +106,10 @@ def _not_found(kind: str, name: str) -> JSONResponse:
 
 
 class FakeKubeApiServer:
-    def __init__(self, pods: list[FakePod]) -> None:
+    def __init__(self, pods: list[FakePod], pid_namespaces: bool = False) -> None:
         self.pods = {(p.namespace, p.name): p for p in pods}
+        self.pid_namespaces = pid_namespaces
+        self._pod_inits: dict[str, asyncio.Future[int]] = {}  # the pods' PID 1, by name
         self.execs: list[list[str]] = []  # every command executed, in order
         self.processes: list[int] = []  # pids of the exec'd processes
         self.drop_after_output = False  # close the next exec's socket after its first output
@@ -196,8 +206,9 @@ class FakeKubeApiServer:
         drop = self.drop_after_output
         self.drop_after_output = False
         try:
+            argv = await self._in_pod_namespace(pod, command) if self.pid_namespaces else command
             process = await asyncio.create_subprocess_exec(
-                *command,
+                *argv,
                 cwd=pod.workdir,
                 stdin=asyncio.subprocess.PIPE if with_stdin else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
@@ -256,6 +267,25 @@ class FakeKubeApiServer:
                 await websocket.close()
         stdin_task.cancel()
 
+    async def _in_pod_namespace(self, pod: FakePod, command: list[str]) -> list[str]:
+        """`command` entered into the pod's PID and mount namespaces (with their own
+        `/proc`), which a `sleep` holds from the pod's first exec on, as its PID 1."""
+        if pod.name not in self._pod_inits:
+            self._pod_inits[pod.name] = asyncio.ensure_future(self._start_pod_init())
+        init = await self._pod_inits[pod.name]
+        enter = ["nsenter", f"--target={init}", "--pid", "--mount", f"--wd={pod.workdir}"]
+        return [*enter, "--", *command]
+
+    @staticmethod
+    async def _start_pod_init() -> int:
+        """The pid of a new `sleep`, PID 1 of new PID and mount namespaces; it ends with
+        this process (unshare ends with it, and takes its child along)."""
+        unshare = await asyncio.create_subprocess_exec(
+            *["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", "sleep", "infinity"],
+            preexec_fn=_die_with_parent,
+        )
+        return await asyncio.to_thread(_forked_sleep, unshare.pid)
+
     async def cut_streams(self) -> int:
         """Closes every open exec stream with 1011, as a restarting API server would; the
         processes go on. How many were cut."""
@@ -273,6 +303,21 @@ class FakeKubeApiServer:
             return True
         except Exception:  # the client went away; the process goes on, as with a kubelet
             return False
+
+
+def _die_with_parent() -> None:
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _forked_sleep(unshare_pid: int) -> int:
+    children = Path(f"/proc/{unshare_pid}/task/{unshare_pid}/children")
+    while True:  # until its child runs `sleep`, with the pod's /proc mounted
+        for pid in children.read_text().split():
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep"):
+                    return int(pid)
+        time.sleep(0.005)
 
 
 def kubeconfig(server_url: str, namespace: str = "default") -> dict[str, Any]:
@@ -307,8 +352,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--pods", type=int, default=1)
     parser.add_argument("--root", type=Path, required=True, help="the pods' working folders")
+    parser.add_argument(
+        "--pid-namespaces", action="store_true", help="a PID namespace per pod (root only)"
+    )
     args = parser.parse_args()
-    fake = FakeKubeApiServer(many_pods(args.root, args.pods))
+    fake = FakeKubeApiServer(many_pods(args.root, args.pods), args.pid_namespaces)
     uvicorn.run(fake.app, host="127.0.0.1", port=args.port, log_level="warning", lifespan="off")
 
 
