@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from httpx_sse import aconnect_sse
 
 from tests.conftest import process_alive, processes_working_in
+from tests.fakes.kube_apiserver import kubeconfig
 from tests.fakes.servers import FlakyProxy
 from tests.integration.helpers import read_stream, start_run, texts, wait_for_file, wait_until
 
@@ -291,3 +297,51 @@ def test_providers_say_claude_code_is_unavailable_while_the_api_server_is_unreac
 def claude_code(url: str) -> dict:
     providers = httpx.get(f"{url}/providers").json()
     return next(p for p in providers if p["name"] == "claude-code")
+
+
+def test_one_hundred_concurrent_exec_runs_in_as_many_pods_complete_without_a_thread_each(
+    start_gateway, tmp_path, monkeypatch
+):
+    """The bounded version of benchmarks/pods_bench.py (500 runs, with figures). The fake
+    API server runs in a process of its own, as a cluster's would: in this one it would
+    share the gateway's interpreter and its lock with 100 runs' worth of frames."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    fake_argv = ["-m", "tests.fakes.kube_apiserver", "--port", str(port), "--pods", "100"]
+    fake = subprocess.Popen(
+        [sys.executable, *fake_argv, "--root", str(tmp_path / "pods")],
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        wait_until(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, timeout=30)
+        config = tmp_path / "kubeconfig.json"
+        config.write_text(json.dumps(kubeconfig(f"http://127.0.0.1:{port}")))
+        monkeypatch.setenv("KUBECONFIG", str(config))
+        server = start_gateway(runner="kubernetes")
+        before, peak = threading.active_count(), [0]
+
+        async def one(client: httpx.AsyncClient, project: str) -> str:
+            response = await client.post(f"/projects/{project}/claude", json={"prompt": "lines 20"})
+            assert response.status_code == 202, response.text
+            lines = set()
+            async with aconnect_sse(client, "GET", response.json()["stream_url"]) as source:
+                async for sse in source.aiter_sse():
+                    peak[0] = max(peak[0], threading.active_count())
+                    data = json.loads(sse.data)
+                    if data.get("type") == "text" and data["content"].startswith("line "):
+                        lines.add(data["content"])
+                    if sse.event == "done":
+                        return f"{data['status']}, {len(lines)} lines"
+            return "no done"
+
+        async def all_runs() -> list[str]:
+            async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
+                return await asyncio.gather(*(one(client, f"p{i}") for i in range(100)))
+
+        assert asyncio.run(all_runs()) == ["succeeded, 20 lines"] * 100
+        # The execs are WebSockets on the gateway's loop: a thread per run would add 100.
+        assert peak[0] - before < 20, (before, peak)
+    finally:
+        fake.terminate()
+        fake.wait(30)
