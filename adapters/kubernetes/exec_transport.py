@@ -11,6 +11,7 @@ ExecLost here and nowhere else."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import ssl
 import time
@@ -119,6 +120,12 @@ def _lost_reason(exc: ConnectionClosedError) -> str:
     return "connection lost"
 
 
+@functools.lru_cache(maxsize=64)
+def _query_value(text: str) -> str:
+    """`text` as a query value. Cached: the runner's scripts (kilobytes) go with every exec."""
+    return urllib.parse.quote_plus(text)
+
+
 class ExecClient:
     """Opens execs with the client Configuration's address, TLS settings and credentials."""
 
@@ -138,14 +145,12 @@ class ExecClient:
     async def open(
         self, target: Target, command: list[str], stdin: bool, timeout_s: float
     ) -> ExecSocket:
-        query = urllib.parse.urlencode(
-            [("command", part) for part in command]
+        query = "&".join(
+            [f"command={_query_value(part)}" for part in command]
             + [
-                ("container", target.container),
-                ("stdin", "true" if stdin else "false"),
-                ("stdout", "true"),
-                ("stderr", "true"),
-                ("tty", "false"),
+                f"container={_query_value(target.container)}",
+                f"stdin={'true' if stdin else 'false'}",
+                "stdout=true&stderr=true&tty=false",
             ]
         )
         path = (
