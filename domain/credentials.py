@@ -20,10 +20,13 @@ if TYPE_CHECKING:  # the ports name SealedCredential
 # A PEM key is 2-4 KiB; the matcher of a value costs some 14 ms per KiB to build, once.
 MAX_VALUE_BYTES = 16 * 1024
 # Variables a credential may not set: the agent's process depends on them, and a value
-# there would be anything but secret (or would change what runs). The gateway's own
-# variables (the process tag, the pod launcher's) start with AGENT_GATEWAY_.
+# there would be anything but secret (or would change what runs). CLAUDE_CONFIG_DIR moves
+# the CLI's session transcripts away from where the gateway saves them from (its helper
+# execs see no credentials). The gateway's own variables (the process tag, the pod
+# launcher's) start with AGENT_GATEWAY_.
 RESERVED_ENV = frozenset(
-    {"PATH", "HOME", "PWD", "SHELL", "USER", "IFS", "LD_PRELOAD", "LD_LIBRARY_PATH", "IS_SANDBOX"}
+    {"PATH", "HOME", "PWD", "SHELL", "USER", "IFS", "LD_PRELOAD", "LD_LIBRARY_PATH"}
+    | {"IS_SANDBOX", "CLAUDE_CONFIG_DIR"}
 )
 RESERVED_PREFIX = "AGENT_GATEWAY_"
 KEYS_SETTING = "AGENT_GATEWAY_CREDENTIAL_KEYS"

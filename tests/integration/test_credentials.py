@@ -69,6 +69,7 @@ def test_the_admin_role_stores_lists_and_deletes_and_values_never_come_back(gate
         ("1BAD", {"value": VALUE}),
         ("SHORT", {"value": "abc"}),
         ("HOME_DIR", {"value": VALUE, "env": "HOME"}),
+        ("CLI_STATE", {"value": VALUE, "env": "CLAUDE_CONFIG_DIR"}),
         ("EXTRA", {"value": VALUE, "colour": "red"}),
         ("BAD_ENV", {"value": VALUE, "env": "not-a-name"}),
     ]:
