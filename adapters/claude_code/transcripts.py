@@ -23,12 +23,14 @@ from ports.secret_cipher import SecretCipher
 log = logging.getLogger(__name__)
 
 # argv: sh -c SAVE sh <session id> <max bytes>. Prints the path under projects/, a newline
-# and the content; exit 3 when there is no transcript, 4 when it is over the bound.
+# and the content; exit 3 when there is no transcript, 4 when it is over the bound (which
+# drops the kept copy: so a size that cannot be read is exit 1, not 4).
 SAVE_SCRIPT = r"""
 dir=${CLAUDE_CONFIG_DIR:-$HOME/.claude}/projects
 for f in "$dir"/*/"$1".jsonl; do
   [ -f "$f" ] || exit 3
-  [ "$(wc -c < "$f")" -le "$2" ] || exit 4
+  size=$(wc -c < "$f") || exit 1
+  [ "$size" -le "$2" ] || exit 4
   printf '%s\n' "${f#"$dir"/}"
   exec cat -- "$f"
 done
