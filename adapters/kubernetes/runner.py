@@ -209,6 +209,9 @@ class KubernetesExecRunner:
             if isinstance(exc, AgentStartFailed):
                 raise
             raise AgentStartFailed(f"{argv[0]!r} in pod {target}: {exc or 'timed out'}") from exc
+        except asyncio.CancelledError:  # the command goes on in the pod unless stopped
+            await asyncio.shield(self._stop_in_pod(target, tag))
+            raise
         finally:
             await socket.close()  # a cancel too
         code, failure = parse_status(bytes(status))

@@ -345,3 +345,27 @@ def test_one_hundred_concurrent_exec_runs_in_as_many_pods_complete_without_a_thr
     finally:
         fake.terminate()
         fake.wait(30)
+
+
+def test_a_helper_command_cancelled_midway_is_stopped_in_the_pod(fake_kube):
+    """A helper exec (a transcript's save or restore) whose caller is cancelled, as at
+    shutdown: its command is stopped in the pod, not left running there."""
+    from adapters.kubernetes.config import load_kube_configuration
+    from adapters.kubernetes.pods import PodLocator
+    from adapters.kubernetes.runner import KubernetesExecRunner
+
+    async def cancel_midway() -> None:
+        runner = KubernetesExecRunner(
+            load_kube_configuration(None, None), PodLocator("default"), 1, 1
+        )
+        helper = asyncio.ensure_future(
+            runner.run("demo", ["sh", "-c", "echo $$ > helper.pid; exec sleep 60"], {})
+        )
+        await asyncio.to_thread(wait_for_file, fake_kube.workdir / "helper.pid")
+        helper.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await helper
+
+    asyncio.run(cancel_midway())
+    pid = int((fake_kube.workdir / "helper.pid").read_text())
+    assert not process_alive(pid)
