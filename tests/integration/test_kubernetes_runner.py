@@ -356,7 +356,7 @@ def test_a_helper_command_cancelled_midway_is_stopped_in_the_pod(fake_kube):
 
     async def cancel_midway() -> None:
         runner = KubernetesExecRunner(
-            load_kube_configuration(None, None), PodLocator("default"), 1, 1
+            load_kube_configuration(os.environ["KUBECONFIG"], None), PodLocator("default"), 1, 1
         )
         helper = asyncio.ensure_future(
             runner.run("demo", ["sh", "-c", "echo $$ > helper.pid; exec sleep 60"], {})
