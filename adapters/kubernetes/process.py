@@ -37,6 +37,9 @@ STATUS_AFTER_STOP_S = 10.0  # how long the exec may take to report its status af
 # tools with setsid) or were orphaned. Its status: whether they are all gone, or the 4th
 # argument when one is given (the agent's status, when AFTER_AGENT runs it).
 STOP_SCRIPT = r"""
+# After the agent, in its exec: a separate stop's signals, sent to the pids it found tagged
+# a moment ago, may reach this process, which was the wrapper (its pid).
+[ -n "$4" ] && trap '' INT TERM
 tag="AGENT_GATEWAY_PROCESS_TAG=$1"
 if printf 'x\0' | grep -qzx x 2>/dev/null; then
   # One grep reads every environment (GNU and BusyBox grep know -z).
@@ -72,16 +75,19 @@ signal_all KILL; wait_gone 5
 # and exits with the agent's status (128+N for signal N, as the kubelet reports a signal).
 # Its trap, unlike an ignored signal, is not inherited: the agent gets a stop script's
 # signals as it would without this shell, and the shell goes on to reap once the agent has
-# ended. It drops the tag before it execs the stop script, which would find itself.
+# ended. It drops the tag before it execs the stop script, which would find itself. Its
+# variables start with AGENT_GATEWAY_, like the launcher's: a container's own variables
+# (which the agent inherits) are never overwritten.
 AFTER_AGENT = r"""
 trap : INT TERM
-stop=$1 interrupt_grace=$2 terminate_grace=$3
+AGENT_GATEWAY_STOP=$1 AGENT_GATEWAY_INT_S=$2 AGENT_GATEWAY_TERM_S=$3
 shift 3
 "$@"
-code=$?
-tag=$AGENT_GATEWAY_PROCESS_TAG
+AGENT_GATEWAY_CODE=$?
+AGENT_GATEWAY_TAG=$AGENT_GATEWAY_PROCESS_TAG
 unset AGENT_GATEWAY_PROCESS_TAG
-exec sh -c "$stop" sh "$tag" "$interrupt_grace" "$terminate_grace" "$code"
+exec sh -c "$AGENT_GATEWAY_STOP" sh "$AGENT_GATEWAY_TAG" "$AGENT_GATEWAY_INT_S" \
+  "$AGENT_GATEWAY_TERM_S" "$AGENT_GATEWAY_CODE"
 """
 
 

@@ -234,10 +234,8 @@ class KubernetesExecRunner:
         locator = self._locator_for(placement)
         pod, container = await self._pods.find(locator, project_id)
         target = Target(locator.namespace, pod, container)
-        tag = secrets.token_hex(16)
-        prefix = ["env", f"{TAG_VARIABLE}={tag}", *outer]
         try:
-            socket = await self._open(target, tag, prefix, command, stdin, keep_stdin_open)
+            tag, socket = await self._open(target, outer, command, stdin, keep_stdin_open)
         except ExecFailed as exc:
             self._pods.forget(locator, project_id)  # the pod may be gone: look again next time
             raise AgentStartFailed(str(exc)) from exc
@@ -261,13 +259,15 @@ class KubernetesExecRunner:
     async def _open(
         self,
         target: Target,
-        tag: str,
-        prefix: list[str],
+        outer: list[str],
         command: list[str],
         stdin: bytes,
         keep_stdin_open: bool,
-    ) -> ExecSocket:
-        """Opens the exec and writes `stdin`, closed after it unless `keep_stdin_open`."""
+    ) -> tuple[str, ExecSocket]:
+        """Opens the exec under a new tag and writes `stdin`, closed after it unless
+        `keep_stdin_open`: the tag and the socket."""
+        tag = secrets.token_hex(16)
+        prefix = ["env", f"{TAG_VARIABLE}={tag}", *outer]
         if self._v4_only:
             if keep_stdin_open:
                 raise ExecFailed(
@@ -282,7 +282,8 @@ class KubernetesExecRunner:
             await socket.close()
             await self._stop_in_pod(target, tag)
             self._v4_only = True
-            return await self._open(target, tag, prefix, command, stdin, keep_stdin_open)
+            # Under a new tag: what stops the first exec's leftovers may still look for its.
+            return await self._open(target, outer, command, stdin, keep_stdin_open)
         try:
             await socket.write(stdin)
             if not keep_stdin_open and not self._v4_only:
@@ -290,7 +291,7 @@ class KubernetesExecRunner:
         except ExecFailed:
             await socket.close()
             raise
-        return socket
+        return tag, socket
 
     async def _stop_in_pod(self, target: Target, tag: str) -> None:
         """Runs the stop script in the pod; tried again while it cannot be started."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -93,3 +94,27 @@ def test_a_stop_scripts_signal_reaches_the_agent_and_the_shell_keeps_its_status(
     finally:
         shell_process.kill()
         shell_process.wait()
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+def test_a_late_signal_to_the_shell_does_not_cut_the_stop_after_the_agent(shell, tmp_path):
+    """A separate stop signals the pids it found tagged a moment ago; the shell's pid may
+    by then be the stop script it became. That stop goes on, and keeps the agent's status."""
+    agent = "(trap '' INT TERM; exec sleep 60) & echo $! > child; exit 3"
+    argv = [shell, "-c", AFTER_AGENT, "agent-gateway-run", STOP_SCRIPT, "1", "1", "sh", "-c", agent]
+    tagged = {**os.environ, TAG_VARIABLE: "run-1"}
+    wrapper = subprocess.Popen(argv, env=tagged, cwd=tmp_path, preexec_fn=default_sigint)
+    try:
+        child = tmp_path / "child"
+        for _ in range(500):
+            if child.exists() and child.read_text().strip():
+                break
+            time.sleep(0.01)
+        time.sleep(0.3)  # the agent has exited: the shell is the stop script, waiting
+        wrapper.send_signal(signal.SIGINT)
+        wrapper.send_signal(signal.SIGTERM)
+        assert wrapper.wait(15) == 3
+        assert not process_alive(int(child.read_text()))
+    finally:
+        wrapper.kill()
+        wrapper.wait()
