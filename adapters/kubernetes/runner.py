@@ -229,8 +229,8 @@ class KubernetesExecRunner:
         keep_stdin_open: bool = False,
     ) -> tuple[Target, str, ExecSocket]:
         """Opens `command` in the project's pod under a new run tag: its target, its tag and
-        its socket. `outer` (variables and a wrapper, as `env` arguments) goes around
-        `command` and its stdin's framing, so a wrapper waits for all of them."""
+        its socket. `outer` (`env` variables, then a wrapper) goes around `command` and its
+        stdin's framing, so a wrapper waits for all of them."""
         locator = self._locator_for(placement)
         pod, container = await self._pods.find(locator, project_id)
         target = Target(locator.namespace, pod, container)
@@ -282,7 +282,7 @@ class KubernetesExecRunner:
             await socket.close()
             await self._stop_in_pod(target, tag)
             self._v4_only = True
-            # Under a new tag: what stops the first exec's leftovers may still look for its.
+            # Under a new tag: the first exec's own stop may still be looking for its tag.
             return await self._open(target, outer, command, stdin, keep_stdin_open)
         try:
             await socket.write(stdin)
