@@ -35,10 +35,10 @@ STATUS_AFTER_STOP_S = 10.0  # how long the exec may take to report its status af
 # spliced into the script): interrupt, terminate, then kill every process whose environment
 # carries the tag, including descendants that left the process group (the claude CLI starts
 # tools with setsid) or were orphaned. Its status: whether they are all gone, or the 4th
-# argument when one is given (the agent's status, when AFTER_AGENT runs it).
+# argument when one is given (the agent's status, when AFTER_AGENT runs it). Run so, it
+# ignores INT and TERM: a separate stop's signals, sent to the pids it found tagged a moment
+# ago, may reach it, since it was the wrapper (it kept its pid).
 STOP_SCRIPT = r"""
-# After the agent, in its exec: a separate stop's signals, sent to the pids it found tagged
-# a moment ago, may reach this process, which was the wrapper (its pid).
 [ -n "$4" ] && trap '' INT TERM
 tag="AGENT_GATEWAY_PROCESS_TAG=$1"
 if printf 'x\0' | grep -qzx x 2>/dev/null; then

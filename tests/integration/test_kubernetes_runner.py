@@ -299,6 +299,13 @@ def claude_code(url: str) -> dict:
     return next(p for p in providers if p["name"] == "claude-code")
 
 
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 def test_one_hundred_concurrent_exec_runs_in_as_many_pods_complete_without_a_thread_each(
     start_gateway, tmp_path, monkeypatch
 ):
@@ -314,7 +321,7 @@ def test_one_hundred_concurrent_exec_runs_in_as_many_pods_complete_without_a_thr
         cwd=Path(__file__).resolve().parents[2],
     )
     try:
-        wait_until(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, timeout=30)
+        wait_until(lambda: answers(f"http://127.0.0.1:{port}/version"), timeout=30)
         config = tmp_path / "kubeconfig.json"
         config.write_text(json.dumps(kubeconfig(f"http://127.0.0.1:{port}")))
         monkeypatch.setenv("KUBECONFIG", str(config))
