@@ -41,7 +41,8 @@ class PostgresEventHub:
         self._pending: list[tuple[str, bytes, asyncio.Future[int]]] = []
         self._wakeup = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
-        self._listener = Listener(url, CHANNEL)
+        # A reader that read before LISTEN took effect may have missed a notification.
+        self._listener = Listener(url, CHANNEL, on_listen=self._wake_all)
         self._watchers: dict[str, set[asyncio.Event]] = {}
         self._dispatcher: asyncio.Task[None] | None = None
 
@@ -206,6 +207,11 @@ class PostgresEventHub:
             watchers.discard(woken)
             if not watchers:
                 del self._watchers[stream_id]
+
+    def _wake_all(self) -> None:
+        for watchers in self._watchers.values():
+            for woken in watchers:
+                woken.set()
 
     async def _dispatch(self) -> None:
         """One LISTEN connection per replica: each notification wakes its stream's readers."""

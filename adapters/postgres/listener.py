@@ -7,6 +7,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+from collections.abc import Callable
 
 import psycopg
 
@@ -14,9 +15,15 @@ log = logging.getLogger(__name__)
 
 
 class Listener:
-    def __init__(self, url: str, channel: str) -> None:
+    """`on_listen` is called each time LISTEN takes effect: whatever was notified before
+    (while connecting, or reconnecting) was missed, and the caller may look again."""
+
+    def __init__(
+        self, url: str, channel: str, on_listen: Callable[[], None] = lambda: None
+    ) -> None:
         self._url = url
         self._channel = channel
+        self._on_listen = on_listen
         self._connection: psycopg.AsyncConnection[object] | None = None
         self._received: collections.deque[str] = collections.deque()
 
@@ -29,6 +36,7 @@ class Listener:
             if self._connection is None:
                 self._connection = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
                 await self._connection.execute(f"LISTEN {self._channel}")
+                self._on_listen()
             # Run to its end: notifications that arrive in one packet come in one batch,
             # and a generator left at its first would drop the rest of that batch.
             async for notify in self._connection.notifies(timeout=timeout_s, stop_after=1):

@@ -108,29 +108,27 @@ class RedisEventHub:
                 async for page in self._replay(stream, after_seq):
                     yield page
                 return
-            # Join the shared live reader first, then replay from Redis: live events that the
-            # replay also returned are dropped by seq, and what lies between the replay and the
-            # reader's position is read on its own, so nothing is lost or repeated.
+            # Join the shared live reader, which says from where it hands us entries; the
+            # replay reads up to there, so nothing is lost or repeated.
             reader = self._readers.get(stream_id)
             if reader is None:
                 reader = self._readers[stream_id] = _SharedReader(self, stream_id)
-            mailbox = reader.join()
+            mailbox, joined_after = reader.join()
             try:
+                live_after = await asyncio.shield(joined_after)
                 last = after_seq
-                async for page in self._replay(stream, after_seq):
-                    yield page
-                    last = page[-1].seq
+                if live_after > after_seq:
+                    async for page in self._replay(stream, after_seq, live_after):
+                        yield page
+                        last = page[-1].seq
+                    if last < live_after:  # the rest was trimmed before we could read it
+                        yield [SequencedEvent(live_after, GapEvent(first_available=live_after + 1))]
+                        last = live_after
                 while (batch := await mailbox.take()) is not None:
-                    fresh = [e for e in batch if e.seq > last]
-                    if fresh and fresh[0].seq > last + 1:  # the reader is ahead of us
-                        async for page in self._replay(stream, last, fresh[0].seq - 1):
-                            yield page
+                    fresh = [e for e in batch if e.seq > last]  # the client may resume ahead
                     if fresh:
                         yield fresh
                         last = fresh[-1].seq
-                # The reader may have started after our replay, past events we lack.
-                async for page in self._replay(stream, last):
-                    yield page
             finally:
                 reader.leave(mailbox)
                 if not reader.subscribers:
@@ -165,14 +163,24 @@ class _SharedReader:
 
     def __init__(self, hub: RedisEventHub, stream_id: str) -> None:
         self._hub = hub
+        self._stream_id = stream_id
         self._stream, self._counter, _ = hub._keys(stream_id)
         self.subscribers: set[Mailbox] = set()
+        self._started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._last = 0  # the seq of the newest entry read (once started)
         self._task = asyncio.ensure_future(self._run())
 
-    def join(self) -> Mailbox:
+    def join(self) -> tuple[Mailbox, asyncio.Future[int]]:
+        """A backlog for a new subscriber, and the seq after which it is handed every entry
+        (known once the loop has read where the stream stands): what lies up to that seq
+        is the subscriber's to replay."""
         mailbox = Mailbox(self._hub._max_pending)
         self.subscribers.add(mailbox)
-        return mailbox
+        if not self._started.done():
+            return mailbox, self._started
+        joined_after = asyncio.get_running_loop().create_future()
+        joined_after.set_result(self._last)
+        return mailbox, joined_after
 
     def leave(self, mailbox: Mailbox) -> None:
         self.subscribers.discard(mailbox)
@@ -182,9 +190,14 @@ class _SharedReader:
 
     async def _run(self) -> None:
         try:
-            last_entries = await self._hub._redis.xrevrange(self._stream, count=1)
-            cursor = _text(last_entries[0][0]) if last_entries else "0-0"
-            last = int(cursor.partition("-")[0])
+            newest = await self._hub._redis.xrevrange(self._stream, count=1)
+            cursor = _text(newest[0][0]) if newest else "0-0"
+            seq_text, _, part = cursor.partition("-")
+            self._last = int(seq_text)
+            self._started.set_result(self._last)
+            if part == "1":  # closed since the subscriber looked: nothing can follow
+                self._deliver([], closed=True)
+                return
             while True:
                 entries = await self._hub.read_after(self._stream, cursor)
                 if not entries:
@@ -193,17 +206,22 @@ class _SharedReader:
                         return
                     continue
                 cursor = _text(entries[-1][0])
-                batch, closed = _decode(entries, last)
+                batch, closed = _decode(entries, self._last)
                 if batch:
-                    last = batch[-1].seq
+                    self._last = batch[-1].seq
                 self._deliver(batch, closed)
                 if closed:
                     return
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # Redis is gone: every subscriber ends and resumes later
+            if not self._started.done():
+                self._started.set_exception(exc)
             for mailbox in self.subscribers:
                 mailbox.fail(exc)
+        finally:  # an ended loop takes no one new: a later subscriber starts another
+            if self._hub._readers.get(self._stream_id) is self:
+                del self._hub._readers[self._stream_id]
 
     def _deliver(self, batch: list[SequencedEvent], closed: bool) -> None:
         for mailbox in self.subscribers:

@@ -162,6 +162,31 @@ async def test_subscribers_joining_at_any_moment_get_everything_once(make_hub):
         assert seen == list(range(1, 61)), trial
 
 
+async def _publish_after(hub, stream_id: str, delay_s: float) -> None:
+    await asyncio.sleep(delay_s)
+    await hub.publish(stream_id, text(1))
+
+
+async def test_a_subscriber_of_an_open_stream_gets_what_was_published_as_it_joined(make_hub):
+    """Regression: a Redis subscriber got an event published between its replay and its
+    shared reader's start only with the next event, which on a quiet stream that stays open
+    (the runs feed) may never come."""
+    rng = random.Random(5)
+    for trial in range(60):
+        hub, stream_id = make_hub(), f"o{trial}"
+        await hub.create(stream_id)
+        await hub.publish(stream_id, text(0))
+
+        publisher = asyncio.ensure_future(_publish_after(hub, stream_id, rng.random() * 0.003))
+        batches = hub.subscribe(stream_id, 1)
+        try:
+            first = await asyncio.wait_for(anext(batches), 2)
+        finally:
+            await batches.aclose()
+            await publisher
+        assert [e.seq for e in first] == [2], trial
+
+
 async def test_a_reader_slower_than_the_run_gets_every_event_with_reconnects_and_no_gap(
     make_hub, request
 ):
