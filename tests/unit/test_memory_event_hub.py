@@ -2,14 +2,30 @@
 finished streams (the behaviour every hub shares is in tests/contract)."""
 
 import asyncio
+import contextlib
 import gc
+import pickle
+from datetime import UTC, datetime
 
 import pytest
 
 from adapters.memory import MemoryEventHub
-from adapters.memory.event_hub import PACK
+from adapters.memory.event_hub import PACK, _dumps
 from domain.errors import StreamNotFound, SubscriberTooSlow
-from domain.model import GapEvent, OutputEvent, OutputType, approximate_size
+from domain.model import (
+    DoneEvent,
+    ErrorEvent,
+    GapEvent,
+    Outcome,
+    OutputEvent,
+    OutputType,
+    Run,
+    RunChangedEvent,
+    RunStatus,
+    SequencedEvent,
+    StatusEvent,
+    approximate_size,
+)
 
 
 def text(i: int) -> OutputEvent:
@@ -168,3 +184,51 @@ async def test_retained_events_are_not_left_for_the_garbage_collector_to_scan():
     gc.collect()
     assert len(gc.get_objects()) - before < 4 * PACK + 100
     assert len(await collect(hub.subscribe("s"), 20_000)) == 20_000
+
+
+async def test_readers_that_leave_an_idle_stream_leave_nothing_behind():
+    hub = MemoryEventHub()
+    await hub.create("s")
+    for _ in range(50):
+        reader = asyncio.ensure_future(anext(hub.subscribe("s")))
+        await asyncio.sleep(0)
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+    assert hub._streams["s"].waiters == []
+    staying = asyncio.ensure_future(anext(hub.subscribe("s")))
+    await asyncio.sleep(0)
+    await hub.publish("s", OutputEvent(OutputType.TEXT, "x"))
+    assert [e.seq for e in await staying] == [1]
+
+
+def test_a_pack_is_the_events_themselves_once_unpacked():
+    """Packs are pickled by field values: every event type of the model comes back equal."""
+    now = datetime.now(UTC)
+    run = Run(
+        "r",
+        "p",
+        "s",
+        "claude-code",
+        RunStatus.RUNNING,
+        now,
+        ("x: y",),
+        now,
+        None,
+        metadata={"k": "v"},
+        settings={"model": "m"},
+        credentials=("TOKEN",),
+    )
+    events = [
+        SequencedEvent(
+            1, OutputEvent(OutputType.TOOL_USE, "t", {"input": {"a": [1]}}, raw={"r": 1})
+        ),
+        SequencedEvent(2, ErrorEvent("bad", "partial")),
+        SequencedEvent(3, StatusEvent(RunStatus.QUEUED, 2)),
+        SequencedEvent(4, GapEvent(first_available=9)),
+        SequencedEvent(
+            5, DoneEvent(RunStatus.SUCCEEDED, Outcome(0, "ok", "s", "m", 1, 2, 0.5), 5, "p", None)
+        ),
+        SequencedEvent(6, RunChangedEvent(run)),
+    ]
+    assert pickle.loads(_dumps(events)) == events
