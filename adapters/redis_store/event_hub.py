@@ -131,10 +131,6 @@ class RedisEventHub:
                         last = fresh[-1].seq
             finally:
                 reader.leave(mailbox)
-                if not reader.subscribers:
-                    reader.stop()
-                    if self._readers.get(stream_id) is reader:
-                        del self._readers[stream_id]
 
     async def _replay(
         self, stream: str, after_seq: int, up_to: int | None = None
@@ -168,7 +164,7 @@ class _SharedReader:
         self.subscribers: set[Mailbox] = set()
         self._started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._last = 0  # the seq of the newest entry read (once started)
-        self._task = asyncio.ensure_future(self._run())
+        self._task = asyncio.ensure_future(self._run())  # held: the loop keeps only weak ones
 
     def join(self) -> tuple[Mailbox, asyncio.Future[int]]:
         """A backlog for a new subscriber, and the seq after which it is handed every entry
@@ -183,10 +179,10 @@ class _SharedReader:
         return mailbox, joined_after
 
     def leave(self, mailbox: Mailbox) -> None:
+        """The loop ends once its read under way returns with nobody left: it is never
+        cancelled mid-command, which costs redis-py the connection, and a cancel during a
+        blocking XREAD was at times not taken at all (the loop went on reading)."""
         self.subscribers.discard(mailbox)
-
-    def stop(self) -> None:
-        self._task.cancel()
 
     async def _run(self) -> None:
         try:
@@ -198,7 +194,7 @@ class _SharedReader:
             if part == "1":  # closed since the subscriber looked: nothing can follow
                 self._deliver([], closed=True)
                 return
-            while True:
+            while self.subscribers:
                 entries = await self._hub.read_after(self._stream, cursor)
                 if not entries:
                     if not await self._hub._redis.exists(self._counter):
